@@ -1,0 +1,21 @@
+"""Attention kinds behind one contract: `(features, hidden) -> (context, alpha)`."""
+from .base import Attention, Glimpse
+from .hard import HardAttention
+from .local_global import LocalGlobalAttention
+from .scores import SCORES
+from .soft import SoftAttention
+
+ATTENTIONS = {"soft": SoftAttention, "hard": HardAttention, "local-global": LocalGlobalAttention}
+
+
+def make_attention(kind: str, grid_shape, units=512, score="additive", **options) -> Attention:
+    """One attention layer by name; only local+global needs the grid's shape."""
+    if kind not in ATTENTIONS:
+        raise ValueError(f"unknown attention {kind!r}; choose one of {', '.join(ATTENTIONS)}")
+    if kind == "local-global":
+        options["grid_shape"] = grid_shape
+    return ATTENTIONS[kind](units=units, score=score, name=kind.replace("-", "_"), **options)
+
+
+__all__ = ["ATTENTIONS", "SCORES", "Attention", "Glimpse", "HardAttention", "LocalGlobalAttention",
+           "SoftAttention", "make_attention"]

@@ -1,0 +1,84 @@
+"""Score functions e(a_i, h): how well each location a_i matches the decoder state h.
+
+Each splits into `keys(features)`, the part that depends on the image only and so runs once per image,
+and `score(keys, hidden)`, the part that runs at every word.
+"""
+import keras
+from keras import layers, ops
+
+
+@keras.saving.register_keras_serializable("captioner")
+class AdditiveScore(layers.Layer):
+    """Bahdanau's v·tanh(W_a a_i + W_h h), the paper's choice."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.key = layers.Dense(units, name="key")
+        self.query = layers.Dense(units, use_bias=False, name="query")
+        self.energy = layers.Dense(1, use_bias=False, name="energy")
+
+    def build(self, features_shape, hidden_shape):
+        self.key.build(features_shape)
+        self.query.build(hidden_shape)
+        self.energy.build((None, None, self.units))
+
+    def keys(self, features):
+        return self.key(features)  # (B, L, A)
+
+    def score(self, keys, hidden):
+        query = ops.expand_dims(self.query(hidden), 1)  # (B, 1, A)
+        return ops.squeeze(self.energy(ops.tanh(keys + query)), -1)  # (B, L)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+@keras.saving.register_keras_serializable("captioner")
+class GeneralScore(layers.Layer):
+    """Luong's general score h·W a_i; W a_i has the decoder's size, so it takes no size of its own."""
+
+    def build(self, features_shape, hidden_shape):
+        self.key = layers.Dense(hidden_shape[-1], use_bias=False, name="key")
+        self.key.build(features_shape)
+
+    def keys(self, features):
+        return self.key(features)  # (B, L, H)
+
+    def score(self, keys, hidden):
+        return ops.einsum("blh,bh->bl", keys, hidden)
+
+
+@keras.saving.register_keras_serializable("captioner")
+class DotScore(layers.Layer):
+    """Scaled dot product after projecting both sides to a common size."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.key = layers.Dense(units, use_bias=False, name="key")
+        self.query = layers.Dense(units, use_bias=False, name="query")
+
+    def build(self, features_shape, hidden_shape):
+        self.key.build(features_shape)
+        self.query.build(hidden_shape)
+
+    def keys(self, features):
+        return self.key(features)  # (B, L, A)
+
+    def score(self, keys, hidden):
+        return ops.einsum("bla,ba->bl", keys, self.query(hidden)) / self.units**0.5
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+SCORES = {"additive": AdditiveScore, "general": GeneralScore, "dot": DotScore}
+
+
+def make_score(name: str, units: int) -> layers.Layer:
+    if name not in SCORES:
+        raise ValueError(f"unknown score {name!r}; choose one of {', '.join(SCORES)}")
+    if name == "general":
+        return GeneralScore(name="general_score")
+    return SCORES[name](units, name=f"{name}_score")

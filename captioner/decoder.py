@@ -1,0 +1,99 @@
+"""The LSTM that writes a caption word by word, attending to the feature grid at every step.
+
+`step` is the only decoding code: teacher-forced training (`call`), greedy and beam search all go through it.
+"""
+import keras
+import tensorflow as tf
+from keras import layers, ops
+
+from .attention import Glimpse
+
+
+@keras.saving.register_keras_serializable("captioner")
+class AttentionLSTMDecoder(layers.Layer):
+    """h_0, c_0 from the mean feature; input [E y_{t-1}; z_t]; deep output L_o(E y_{t-1} + L_h h_t + L_z z_t).
+
+    `attention` is an `Attention` layer (see `captioner.attention.make_attention`).
+    """
+
+    def __init__(self, vocab_size, feature_dim, attention, embedding_dim=512, units=512, dropout=0.5, **kwargs):
+        super().__init__(**kwargs)
+        self.vocab_size = vocab_size
+        self.feature_dim = feature_dim
+        self.attention = attention if isinstance(attention, layers.Layer) else keras.saving.deserialize_keras_object(attention)
+        self.embedding_dim = embedding_dim
+        self.units = units
+        self.dropout_rate = dropout
+        # SqueezeNet's grid is sparse and large (RMS ≈ 12): normalising it keeps the attention scores in range.
+        self.feature_norm = layers.LayerNormalization(name="feature_norm")
+        self.init_hidden = layers.Dense(units, activation="tanh", name="init_hidden")
+        self.init_cell = layers.Dense(units, activation="tanh", name="init_cell")
+        self.embedding = layers.Embedding(vocab_size, embedding_dim, name="embedding")
+        self.lstm = layers.LSTMCell(units, name="lstm")
+        self.out_hidden = layers.Dense(embedding_dim, name="out_hidden")  # L_h
+        self.out_context = layers.Dense(embedding_dim, name="out_context")  # L_z
+        self.dropout = layers.Dropout(dropout)
+        self.vocabulary_projection = layers.Dense(vocab_size, name="vocabulary_projection")  # L_o
+        self.build()
+
+    def build(self, input_shape=None):
+        features_shape = (None, None, self.feature_dim)
+        context_dim = self.attention.context_dim(self.feature_dim)
+        self.feature_norm.build(features_shape)
+        if not self.attention.built:  # a deserialised attention arrives built from its own config
+            self.attention.build(features_shape, (None, self.units))
+        self.init_hidden.build((None, self.feature_dim))
+        self.init_cell.build((None, self.feature_dim))
+        self.embedding.build((None,))
+        self.lstm.build((None, self.embedding_dim + context_dim))
+        self.out_hidden.build((None, self.units))
+        self.out_context.build((None, context_dim))
+        self.vocabulary_projection.build((None, self.embedding_dim))
+
+    def start(self, features):
+        """Per-image work, once: normalised features, attention keys and the initial state."""
+        features = self.feature_norm(features)  # (B, L, C)
+        mean = ops.mean(features, axis=1)  # (B, C)
+        memory = (features, self.attention.project_keys(features))
+        return memory, (self.init_hidden(mean), self.init_cell(mean))
+
+    def step(self, token, state, memory, training=False):
+        """One word: token (B,) and state ((B, H), (B, H)) → output (B, E) before L_o, new state, Glimpse."""
+        features, keys = memory
+        hidden, cell = state
+        glimpse = self.attention.attend(features, hidden, keys=keys, training=training)
+        embedded = self.embedding(token)  # (B, E)
+        inputs = ops.concatenate([embedded, glimpse.context], axis=-1)  # (B, E + D)
+        hidden, (hidden, cell) = self.lstm(inputs, (hidden, cell), training=training)
+        output = ops.tanh(embedded + self.out_hidden(hidden) + self.out_context(glimpse.context))
+        return self.dropout(output, training=training), (hidden, cell), glimpse
+
+    def logits(self, output):
+        return self.vocabulary_projection(output)  # (..., V)
+
+    def call(self, features, tokens, training=False):
+        """Teacher forcing: features (B, L, C), tokens (B, T) from <start> → logits (B, T, V), Glimpse of (B, T, ...)."""
+        memory, state = self.start(features)
+        first = self.step(tokens[:, 0], state, memory, training=training)
+        # tf.scan rather than keras.ops.scan: the latter's TensorFlow version needs outputs shaped like the carry.
+        rest = tf.scan(
+            lambda previous, token: self.step(token, previous[1], memory, training=training),
+            ops.transpose(tokens[:, 1:]),
+            initializer=first,
+        )  # (T - 1, B, ...)
+        outputs, _, glimpses = tf.nest.map_structure(
+            lambda head, tail: ops.moveaxis(ops.concatenate([head[None], tail], axis=0), 0, 1), first, rest
+        )  # (B, T, ...)
+        # The vocabulary projection is the largest matmul: once over all steps, outside the recurrence.
+        return self.logits(outputs), glimpses
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "vocab_size": self.vocab_size,
+            "feature_dim": self.feature_dim,
+            "attention": keras.saving.serialize_keras_object(self.attention),
+            "embedding_dim": self.embedding_dim,
+            "units": self.units,
+            "dropout": self.dropout_rate,
+        }

@@ -1,0 +1,89 @@
+"""ShowAttendTell: the decoder plus its training objective, trained with `model.fit` on cached features."""
+import keras
+from keras import ops
+
+from .attention import make_attention
+from .decoder import AttentionLSTMDecoder
+
+
+@keras.saving.register_keras_serializable("captioner")
+class ShowAttendTell(keras.Model):
+    """Inputs {"features": (B, L, C), "tokens": (B, T+1) <start> … <end> <pad>…}.
+
+    Loss per real token: cross-entropy (optionally label-smoothed) plus λ Σ_i (1 − Σ_t α_ti)², the doubly
+    stochastic term that asks every location to be looked at over the caption. Hard attention adds the
+    paper's REINFORCE terms: (log p(y) − b) ∂ log p(s) with a moving-average baseline b, and an entropy bonus.
+    """
+
+    def __init__(self, decoder, grid_shape, doubly_stochastic=1.0, label_smoothing=0.0, reinforce_weight=1.0,
+                 entropy_weight=0.01, baseline_decay=0.9, **kwargs):
+        super().__init__(**kwargs)
+        self.decoder = decoder if isinstance(decoder, keras.layers.Layer) else keras.saving.deserialize_keras_object(decoder)
+        self.grid_shape = tuple(grid_shape)
+        self.doubly_stochastic = doubly_stochastic
+        self.label_smoothing = label_smoothing
+        self.reinforce_weight = reinforce_weight
+        self.entropy_weight = entropy_weight
+        self.baseline_decay = baseline_decay
+        self.reward_baseline = self.add_weight(shape=(), initializer="zeros", trainable=False, name="reward_baseline")
+
+    @property
+    def attention(self):
+        return self.decoder.attention
+
+    def call(self, inputs, training=False):
+        logits, glimpses = self.decoder(inputs["features"], inputs["tokens"][:, :-1], training=training)
+        return {"logits": logits, **glimpses._asdict()}
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        targets = x["tokens"][:, 1:]  # (B, T)
+        mask = ops.cast(ops.not_equal(targets, 0), "float32")  # <pad> is 0
+        log_probs = ops.log_softmax(y_pred["logits"], axis=-1)  # (B, T, V)
+        nll = -ops.squeeze(ops.take_along_axis(log_probs, targets[..., None], axis=-1), -1)  # (B, T)
+        xent = (1 - self.label_smoothing) * nll - self.label_smoothing * ops.mean(log_probs, axis=-1)
+        coverage = ops.sum(y_pred["probs"] * mask[..., None], axis=1)  # (B, L)
+        per_caption = ops.sum(xent * mask, axis=1) + self.doubly_stochastic * ops.sum((1 - coverage) ** 2, axis=-1)
+        if self.attention.stochastic:
+            per_caption += self._reinforce(nll, mask, y_pred["probs"], y_pred["log_prob"], training)
+        return ops.sum(per_caption) / ops.sum(mask)
+
+    def _reinforce(self, nll, mask, probs, log_prob, training):
+        """Surrogate whose gradient is the paper's estimator for the sampled locations, per caption (B,)."""
+        reward = ops.stop_gradient(-ops.sum(nll * mask, axis=1) / ops.sum(mask, axis=1))  # mean log p(y) per word
+        advantage = reward - self.reward_baseline
+        if training:
+            self.reward_baseline.assign(
+                self.baseline_decay * self.reward_baseline + (1 - self.baseline_decay) * ops.mean(reward)
+            )
+        entropy = -ops.sum(probs * ops.log(probs + 1e-9), axis=-1)  # (B, T)
+        return -(
+            self.reinforce_weight * advantage * ops.sum(log_prob * mask, axis=1)
+            + self.entropy_weight * ops.sum(entropy * mask, axis=1)
+        )
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "decoder": keras.saving.serialize_keras_object(self.decoder),
+            "grid_shape": self.grid_shape,
+            "doubly_stochastic": self.doubly_stochastic,
+            "label_smoothing": self.label_smoothing,
+            "reinforce_weight": self.reinforce_weight,
+            "entropy_weight": self.entropy_weight,
+            "baseline_decay": self.baseline_decay,
+        }
+
+
+def show_attend_tell(vocab_size, feature_dim, grid_shape, attention="soft", score="additive", attention_units=512,
+                     embedding_dim=512, units=512, dropout=0.5, attention_options=None, **objective) -> ShowAttendTell:
+    """A ShowAttendTell model from plain settings (what `TrainConfig` holds)."""
+    decoder = AttentionLSTMDecoder(
+        vocab_size,
+        feature_dim,
+        make_attention(attention, grid_shape, units=attention_units, score=score, **(attention_options or {})),
+        embedding_dim=embedding_dim,
+        units=units,
+        dropout=dropout,
+        name="decoder",
+    )
+    return ShowAttendTell(decoder, grid_shape, **objective)

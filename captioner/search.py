@@ -1,0 +1,116 @@
+"""Greedy and beam search over `decoder.step`, batched across images and beams, each one compiled TensorFlow loop.
+
+Scores are length-normalised log-probabilities (the sum over the caption's tokens, `<end>` included, divided by
+their number). A beam that reaches `max_length` without `<end>` is returned like any other.
+"""
+from typing import NamedTuple
+
+import numpy as np
+import tensorflow as tf
+
+
+class Decoded(NamedTuple):
+    """Search results for B images and K beams, best beam first."""
+
+    tokens: np.ndarray  # (B, K, T) word ids, 0 after the caption ends
+    scores: np.ndarray  # (B, K) length-normalised log-probabilities, descending
+    lengths: np.ndarray  # (B, K) tokens per caption, <end> included
+    alphas: np.ndarray  # (B, K, T, L) where the model looked for each token
+
+
+class Searcher:
+    """Decodes with one decoder; each (method, beam size) is traced once and reused for any batch size."""
+
+    def __init__(self, decoder, start: int, end: int, max_length: int = 25):
+        self.decoder = decoder
+        self.start = start
+        self.end = end
+        self.max_length = max_length
+        self._compiled = {}
+
+    def greedy(self, features) -> Decoded:
+        return self._run("greedy", self._greedy, features)
+
+    def beam(self, features, beam_size: int = 3) -> Decoded:
+        return self._run(beam_size, lambda f: self._beam(f, beam_size), features)
+
+    def _run(self, key, search, features) -> Decoded:
+        if key not in self._compiled:
+            signature = tf.TensorSpec((None, None, self.decoder.feature_dim), tf.float32)
+            self._compiled[key] = tf.function(search, input_signature=[signature])
+        return Decoded(*(np.asarray(part) for part in self._compiled[key](tf.cast(features, tf.float32))))
+
+    def _greedy(self, features):
+        memory, state = self.decoder.start(features)
+        batch = tf.shape(features)[0]
+        token = tf.fill([batch], self.start)
+        done = tf.zeros([batch], tf.bool)
+        total = tf.zeros([batch])
+        length = tf.zeros([batch], tf.int32)
+        words = tf.TensorArray(tf.int32, size=0, dynamic_size=True)
+        alphas = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
+        for t in tf.range(self.max_length):
+            if tf.reduce_all(done):
+                break
+            output, state, glimpse = self.decoder.step(token, state, memory)
+            log_probs = tf.nn.log_softmax(self.decoder.logits(output))  # (B, V)
+            token = tf.argmax(log_probs, axis=-1, output_type=tf.int32)
+            total += tf.where(done, 0.0, tf.reduce_max(log_probs, axis=-1))
+            length += tf.cast(~done, tf.int32)
+            words = words.write(t, tf.where(done, 0, token))
+            alphas = alphas.write(t, tf.where(done[:, None], 0.0, glimpse.alpha))
+            done |= tf.equal(token, self.end)
+        steps = words.size()
+        tokens = _pad_time(tf.transpose(words.stack()), steps, self.max_length)[:, None]  # (B, 1, T)
+        alpha = _pad_time(tf.transpose(alphas.stack(), [1, 0, 2]), steps, self.max_length)[:, None]  # (B, 1, T, L)
+        lengths = length[:, None]
+        return tokens, (total / tf.cast(length, tf.float32))[:, None], lengths, alpha
+
+    def _beam(self, features, beam_size):
+        batch, locations = tf.shape(features)[0], tf.shape(features)[1]
+        k, steps = beam_size, self.max_length
+        memory, state = self.decoder.start(tf.repeat(features, k, axis=0))  # (B*K, ...) image-major
+        vocab = self.decoder.vocab_size
+        # Only the first beam is alive at the start, so the first step picks K different words.
+        scores = tf.tile(tf.constant([0.0] + [-np.inf] * (k - 1))[None], [batch, 1])  # (B, K)
+        done = tf.zeros([batch, k], tf.bool)
+        length = tf.zeros([batch, k], tf.int32)
+        tokens = tf.zeros([batch, k, steps], tf.int32)
+        alphas = tf.zeros([batch, k, steps, locations])
+        token = tf.fill([batch * k], self.start)
+        # A finished beam may only extend with <pad> (id 0) at no cost, so it keeps its score and slot.
+        finished_row = tf.concat([[0.0], tf.fill([vocab - 1], -np.inf)], 0)  # (V,)
+        for t in tf.range(steps):
+            if tf.reduce_all(done):
+                break
+            output, state, glimpse = self.decoder.step(token, state, memory)
+            log_probs = tf.reshape(tf.nn.log_softmax(self.decoder.logits(output)), [batch, k, vocab])
+            log_probs = tf.where(done[..., None], finished_row, log_probs)
+            scores, best = tf.math.top_k(tf.reshape(scores[..., None] + log_probs, [batch, k * vocab]), k)
+            parent, word = best // vocab, best % vocab  # (B, K)
+
+            rows = tf.reshape(parent + tf.range(batch)[:, None] * k, [-1])  # (B*K,) into the flat beams
+            state = tf.nest.map_structure(lambda s: tf.gather(s, rows), state)
+            was_done = _reorder(done, parent)
+            at_t = tf.one_hot(t, steps, on_value=True, off_value=False)  # (T,)
+            tokens = tf.where(at_t, tf.where(was_done, 0, word)[..., None], _reorder(tokens, parent))
+            step_alpha = _reorder(tf.reshape(glimpse.alpha, [batch, k, locations]), parent)
+            step_alpha = tf.where(was_done[..., None], 0.0, step_alpha)
+            alphas = tf.where(at_t[:, None], step_alpha[:, :, None], _reorder(alphas, parent))
+            length = _reorder(length, parent) + tf.cast(~was_done, tf.int32)
+            done = was_done | tf.equal(word, self.end)
+            token = tf.reshape(word, [-1])
+        normalised = scores / tf.cast(tf.maximum(length, 1), tf.float32)
+        normalised, order = tf.math.top_k(normalised, k)
+        return _reorder(tokens, order), normalised, _reorder(length, order), _reorder(alphas, order)
+
+
+def _reorder(tensor, index):
+    """Per-image gather along the beam axis: (B, K, ...) by index (B, K)."""
+    return tf.gather(tensor, index, batch_dims=1)
+
+
+def _pad_time(tensor, steps, max_length):
+    """Pads axis 1 (time) of a stacked TensorArray from `steps` to `max_length` so every batch has one shape."""
+    padding = [[0, 0], [0, max_length - steps]] + [[0, 0]] * (len(tensor.shape) - 2)
+    return tf.pad(tensor, padding)
