@@ -26,6 +26,8 @@ class ShowAttendTell(keras.Model):
         self.entropy_weight = entropy_weight
         self.baseline_decay = baseline_decay
         self.reward_baseline = self.add_weight(shape=(), initializer="zeros", trainable=False, name="reward_baseline")
+        # The loss mixes in regularisers; cross-entropy per word alone is what tells how well captions are fit.
+        self.xent_tracker = keras.metrics.Mean(name="xent")
 
     @property
     def attention(self):
@@ -42,6 +44,7 @@ class ShowAttendTell(keras.Model):
         nll = -ops.squeeze(ops.take_along_axis(log_probs, targets[..., None], axis=-1), -1)  # (B, T)
         xent = (1 - self.label_smoothing) * nll - self.label_smoothing * ops.mean(log_probs, axis=-1)
         coverage = ops.sum(y_pred["probs"] * mask[..., None], axis=1)  # (B, L)
+        self.xent_tracker.update_state(ops.sum(nll * mask) / ops.sum(mask))
         per_caption = ops.sum(xent * mask, axis=1) + self.doubly_stochastic * ops.sum((1 - coverage) ** 2, axis=-1)
         if self.attention.stochastic:
             per_caption += self._reinforce(nll, mask, y_pred["probs"], y_pred["log_prob"], training)

@@ -1,0 +1,105 @@
+"""Every attention kind and score keeps the contract `(features, hidden) -> (context, alpha)`."""
+import keras
+import numpy as np
+import pytest
+
+from captioner.attention import ATTENTIONS, SCORES, make_attention
+
+GRID = (5, 6)
+B, C, H = 3, 8, 12
+L = GRID[0] * GRID[1]
+
+
+def attention(kind, score="additive", **options):
+    layer = make_attention(kind, GRID, units=10, score=score, **options)
+    layer.build((None, None, C), (None, H))
+    return layer
+
+
+def inputs(seed=0, scale=1.0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(B, L, C)).astype("float32") * scale, rng.normal(size=(B, H)).astype("float32") * scale
+
+
+@pytest.mark.parametrize("score", SCORES)
+@pytest.mark.parametrize("kind", ATTENTIONS)
+@pytest.mark.parametrize("training", [False, True])
+def test_shapes_and_alpha_is_a_distribution(kind, score, training):
+    layer = attention(kind, score)
+    features, hidden = inputs()
+    context, alpha = (np.asarray(x) for x in layer(features, hidden, training=training))
+    assert context.shape == (B, layer.context_dim(C))
+    assert alpha.shape == (B, L)
+    assert np.all(alpha >= 0)
+    np.testing.assert_allclose(alpha.sum(-1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ATTENTIONS)
+@pytest.mark.parametrize("scale", [0.0, 1e4])
+def test_equal_and_extreme_scores_give_no_nan(kind, scale):
+    layer = attention(kind)
+    features, hidden = inputs(scale=scale)
+    glimpse = layer.attend(features, hidden, training=True)
+    for part in glimpse:
+        assert np.all(np.isfinite(np.asarray(part)))
+    np.testing.assert_allclose(np.asarray(glimpse.alpha).sum(-1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ATTENTIONS)
+def test_precomputed_keys_give_the_same_result(kind):
+    layer = attention(kind)
+    features, hidden = inputs()
+    direct = layer(features, hidden)
+    cached = layer(features, hidden, keys=layer.project_keys(features))
+    for a, b in zip(direct, cached):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_local_weights_are_zero_outside_the_window():
+    layer = attention("local-global", window=1)
+    features, hidden = inputs()
+    scores = layer.local_attention.scores(features, hidden)
+    weights = np.asarray(layer.local_weights(scores, hidden))  # (B, L)
+    centre = np.asarray(layer.centre(layer.centre_hidden(hidden))) * np.asarray(GRID)  # (B, 2)
+    cells = layer.cells  # (L, 2)
+    outside = np.any(np.abs(cells[None] - centre[:, None]) > 1, axis=-1)
+    assert outside.any() and (~outside).any()
+    assert np.all(weights[outside] == 0)
+    assert np.all(weights[~outside] > 0)
+    np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_hard_context_is_one_of_the_feature_vectors(training):
+    layer = attention("hard", expectation_rate=0.0, seed=1)
+    features, hidden = inputs()
+    context, alpha = (np.asarray(x) for x in layer(features, hidden, training=training))
+    distances = np.abs(features - context[:, None]).max(-1)  # (B, L)
+    assert np.all(distances.min(-1) < 1e-5)
+    assert np.all(alpha.max(-1) == 1.0)
+
+
+def test_hard_attention_sampling_is_reproducible_with_a_seed():
+    features, hidden = inputs()
+
+    def samples(seed):
+        keras.utils.set_random_seed(0)  # the same weights; only the sampling seed varies
+        layer = attention("hard", expectation_rate=0.0, seed=seed)
+        return np.stack([np.asarray(layer.attend(features, hidden, training=True).alpha) for _ in range(4)])
+
+    np.testing.assert_array_equal(samples(7), samples(7))
+    assert not np.array_equal(samples(7), samples(8))
+
+
+def test_hard_inference_can_use_the_expectation():
+    layer = attention("hard", inference="expectation")
+    features, hidden = inputs()
+    glimpse = layer.attend(features, hidden)
+    np.testing.assert_allclose(np.asarray(glimpse.alpha), np.asarray(glimpse.probs))
+
+
+def test_unknown_kinds_are_refused():
+    with pytest.raises(ValueError, match="unknown attention"):
+        make_attention("sideways", GRID)
+    with pytest.raises(ValueError, match="unknown score"):
+        make_attention("soft", GRID, score="cosine")

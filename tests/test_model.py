@@ -1,0 +1,77 @@
+"""The decoder and its training objective: every attention kind learns, and survives a save and load."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from captioner.attention import ATTENTIONS
+from captioner.model import show_attend_tell
+
+GRID, C, VOCAB = (3, 3), 16, 24
+
+
+def tiny(kind, **options):
+    return show_attend_tell(VOCAB, C, GRID, attention=kind, attention_units=32, embedding_dim=32, units=64,
+                            dropout=0.0, **options)
+
+
+def toy_batch(seed=0, images=8, length=7):
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(images, GRID[0] * GRID[1], C)).astype("float32")
+    tokens = rng.integers(4, VOCAB, size=(images, length))
+    tokens[:, 0], tokens[:, -1] = 1, 2  # <start> … <end>
+    tokens[0, -3:] = [2, 0, 0]  # a shorter caption, padded
+    return {"features": features, "tokens": tokens}
+
+
+@pytest.mark.parametrize("kind", ATTENTIONS)
+def test_each_kind_overfits_a_tiny_set(kind):
+    keras.utils.set_random_seed(0)
+    model = tiny(kind, doubly_stochastic=0.0)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    batch = toy_batch()
+    history = model.fit(batch, batch_size=8, epochs=300, verbose=0)
+    assert history.history["xent"][0] > 2.5
+    assert history.history["xent"][-1] < 0.05
+
+
+@pytest.mark.parametrize("kind", ATTENTIONS)
+def test_save_load_gives_identical_outputs(kind, tmp_path):
+    keras.utils.set_random_seed(1)
+    model = tiny(kind)
+    batch = toy_batch(seed=1)
+    model.compile(optimizer="adam")
+    model.fit(batch, batch_size=8, epochs=2, verbose=0)  # weights away from their initial values
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+    assert type(loaded.attention) is type(model.attention)
+    before, after = model(batch), loaded(batch)
+    for key in before:
+        np.testing.assert_array_equal(np.asarray(before[key]), np.asarray(after[key]))
+
+
+def test_doubly_stochastic_term_is_added_to_the_loss():
+    batch = toy_batch()
+    losses = []
+    for weight in (0.0, 1.0):
+        keras.utils.set_random_seed(2)
+        model = tiny("soft", doubly_stochastic=weight)
+        losses.append(float(model.compute_loss(batch, y_pred=model(batch), training=False)))
+    targets = batch["tokens"][:, 1:]
+    steps = (targets != 0).sum(1, keepdims=True)  # each caption's attention sums to its length
+    expected_penalty = ((1 - steps / (GRID[0] * GRID[1])) ** 2 * GRID[0] * GRID[1]).sum() / steps.sum()
+    # α need not be uniform, so the penalty is at least the uniform one
+    assert losses[1] - losses[0] >= expected_penalty - 1e-4
+
+
+def test_hard_attention_trains_its_attention_through_reinforce():
+    keras.utils.set_random_seed(3)
+    model = tiny("hard", expectation_rate=0.0, doubly_stochastic=0.0)
+    batch = toy_batch()
+    attention_weights = model.attention.trainable_weights
+    with tf.GradientTape() as tape:
+        loss = model.compute_loss(batch, y_pred=model(batch, training=True), training=True)
+    gradients = tape.gradient(loss, attention_weights)
+    # With every step sampled, only the REINFORCE and entropy terms reach the attention's score weights.
+    assert any(g is not None and float(tf.reduce_max(tf.abs(g))) > 0 for g in gradients)
+    assert float(model.reward_baseline) != 0.0
