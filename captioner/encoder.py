@@ -161,6 +161,12 @@ class CNNEncoder(keras.layers.Layer):
         self.unfreeze_top(trainable_blocks)
 
     @property
+    def cache_id(self) -> str:
+        """Names what the features depend on, so a feature cache never mixes two encoders."""
+        weights = Path(self.weights_source).name if self.weights_source not in (None, "imagenet") else self.weights_source
+        return f"{self.backbone_name}@{self.image_size}:{weights}"
+
+    @property
     def blocks(self) -> list[str]:
         """Block names from input to output."""
         names = (re.match(self._backbone.block_pattern, layer.name) for layer in self.network.layers)

@@ -5,6 +5,7 @@ The metric functions take parallel lists: `references[i]` holds the tokenized re
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import shutil
@@ -168,11 +169,12 @@ def _coco_meteor(references: Sequence[Sequence[Tokens]], candidates: Sequence[To
             {i: [" ".join(candidate)] for i, candidate in enumerate(candidates)},
         )
     except (OSError, ValueError) as error:
+        # The jar died. pycocoevalcap's __del__ would wait forever for the lock compute_score kept, then fail to
+        # flush the unsent input; release the one and drop the other.
+        scorer.lock.release()
+        with contextlib.suppress(OSError):
+            scorer.meteor_p.stdin.close()
         raise RuntimeError(f"the METEOR jar gave no score ({error})") from None
-    finally:
-        # compute_score keeps its lock when the jar fails, and the scorer's __del__ would wait for it forever.
-        if scorer.lock.locked():
-            scorer.lock.release()
     return value
 
 

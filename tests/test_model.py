@@ -66,7 +66,7 @@ def test_doubly_stochastic_term_is_added_to_the_loss():
 
 def test_hard_attention_trains_its_attention_through_reinforce():
     keras.utils.set_random_seed(3)
-    model = tiny("hard", expectation_rate=0.0, doubly_stochastic=0.0)
+    model = tiny("hard", attention_options={"expectation_rate": 0.0}, doubly_stochastic=0.0)
     batch = toy_batch()
     attention_weights = model.attention.trainable_weights
     with tf.GradientTape() as tape:

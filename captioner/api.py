@@ -1,0 +1,197 @@
+"""`Captioner`: the one facade the CLI and notebooks use — load a model, caption images, draw where it looked."""
+from __future__ import annotations
+
+import json
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from .encoder import CNNEncoder
+from .heatmap import strip
+from .model import ShowAttendTell
+from .preprocess import ImageError, load_image, to_array
+from .search import Decoded, Searcher
+from .vocab import Vocabulary
+
+MODEL_FILE, VOCABULARY_FILE, ENCODER_FILE = "model.keras", "vocabulary.json", "encoder.json"
+
+
+def weights_dir() -> Path:
+    """Where shipped models live: $CAPTIONER_WEIGHTS, else the `weights/` folder beside the package."""
+    return Path(os.environ.get("CAPTIONER_WEIGHTS", Path(__file__).resolve().parents[1] / "weights"))
+
+
+def presets() -> dict[str, Path]:
+    """Shipped models by name; "default" names the best of them on Flickr8k dev."""
+    root = weights_dir()
+    found = {path.parent.name: path.parent for path in sorted(root.glob(f"*/{MODEL_FILE}"))}
+    default_file = root / "default"
+    if default_file.exists() and default_file.read_text().strip() in found:
+        found["default"] = found[default_file.read_text().strip()]
+    return found
+
+
+@dataclass
+class Caption:
+    text: str
+    words: list[str]
+    score: float  # length-normalised log-probability
+    attention: np.ndarray  # (words, H, W): where the model looked for each word
+
+
+@dataclass
+class Result:
+    """One image's outcome in `Captioner.stream`: a caption, or the reason there is none."""
+
+    image: object  # what was given: a path or a PIL image
+    photo: Image.Image | None = None
+    caption: Caption | None = None
+    error: str | None = None
+
+
+def _read(image, size: int) -> tuple[Result, np.ndarray | None]:
+    try:
+        photo = load_image(image)
+    except ImageError as error:
+        return Result(image, error=str(error)), None
+    return Result(image, photo), to_array(photo, (size, size))
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+class Captioner:
+    """A trained decoder, its vocabulary and the encoder its features came from."""
+
+    def __init__(self, model: ShowAttendTell, vocabulary: Vocabulary, encoder_settings: dict, max_length: int = 25):
+        if len(vocabulary) != model.decoder.vocab_size:
+            raise ValueError(f"the vocabulary has {len(vocabulary)} words, the model {model.decoder.vocab_size}")
+        self.model = model
+        self.vocabulary = vocabulary
+        self.encoder_settings = encoder_settings
+        self.searcher = Searcher(model.decoder, vocabulary.start, vocabulary.end, max_length=max_length)
+        self._encoder = None
+        self._encode = None
+
+    # --- loading and saving ------------------------------------------------------------------------------------
+    @classmethod
+    def from_preset(cls, name: str | None = None) -> Captioner:
+        """A shipped model by name (`flickr8k-soft`, `flickr8k-hard`, `flickr8k-local-global`); None: the best."""
+        available = presets()
+        key = name or "default"
+        if key not in available:
+            names = ", ".join(sorted(set(available) - {"default"})) or f"none in {weights_dir()}"
+            raise ValueError(f"no shipped model {key!r}; available: {names}")
+        return cls.load(available[key])
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Captioner:
+        """A model folder written by `save` (or a preset name)."""
+        path = Path(path)
+        if not (path / MODEL_FILE).exists():
+            if str(path) in presets() or str(path) == "default":
+                return cls.from_preset(str(path))
+            raise FileNotFoundError(f"{path} is not a captioner model folder (no {MODEL_FILE}) nor a preset name")
+        model = keras.saving.load_model(path / MODEL_FILE, safe_mode=True, compile=False)
+        encoder_settings = json.loads((path / ENCODER_FILE).read_text())
+        return cls(model, Vocabulary.load(path / VOCABULARY_FILE), encoder_settings)
+
+    def save(self, path: str | os.PathLike) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save(path / MODEL_FILE, include_optimizer=False)
+        self.vocabulary.save(path / VOCABULARY_FILE)
+        (path / ENCODER_FILE).write_text(json.dumps(self.encoder_settings, indent=2) + "\n")
+
+    # --- the pipeline ------------------------------------------------------------------------------------------
+    @property
+    def encoder(self) -> CNNEncoder:
+        """Built on first use: decoding cached features needs no CNN."""
+        if self._encoder is None:
+            self._encoder = CNNEncoder(**self.encoder_settings)
+        return self._encoder
+
+    @property
+    def image_size(self) -> int:
+        return self.encoder_settings.get("image_size", 224)
+
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        return self.model.grid_shape
+
+    def encode(self, pixels: np.ndarray) -> np.ndarray:
+        if self._encode is None:
+            size = self.image_size
+            signature = [tf.TensorSpec((None, size, size, 3), tf.float32)]
+            self._encode = tf.function(self.encoder.call, input_signature=signature)
+        return self._encode(tf.convert_to_tensor(pixels, tf.float32)).numpy()  # (B, L, C)
+
+    def decode(self, features: np.ndarray, beam_size: int = 3) -> list[Caption]:
+        """Features (B, L, C) → the best caption of each image."""
+        found = self.searcher.greedy(features) if beam_size == 1 else self.searcher.beam(features, beam_size)
+        return [self._caption(found, i) for i in range(len(features))]
+
+    def caption(self, images: Iterable, beam_size: int = 3, batch_size: int = 32) -> list[Caption]:
+        """Paths or PIL images → one Caption each; an unreadable image raises ImageError naming it."""
+        captions = []
+        for result in self.stream(images, beam_size, batch_size):
+            if result.error is not None:
+                raise ImageError(f"{result.image}: {result.error}")
+            captions.append(result.caption)
+        return captions
+
+    def stream(self, images: Iterable, beam_size: int = 3, batch_size: int = 32) -> Iterator[Result]:
+        """Captions images in order, one Result each; a bad image gets its error and the run goes on.
+
+        Images are read in threads a batch ahead of the model, and at most two batches are held at once,
+        so memory stays flat however many images there are.
+        """
+        chunks = _chunks(images, batch_size)
+        with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+
+            def read(chunk):
+                return [pool.submit(_read, image, self.image_size) for image in chunk]
+
+            pending = deque(read(chunk) for chunk in islice(chunks, 2))
+            while pending:
+                batch = [future.result() for future in pending.popleft()]
+                pending.extend(read(chunk) for chunk in islice(chunks, 1))
+                good = [(result, pixels) for result, pixels in batch if pixels is not None]
+                if good:
+                    features = self.encode(np.stack([pixels for _, pixels in good]))
+                    for (result, _), caption in zip(good, self.decode(features, beam_size)):
+                        result.caption = caption
+                yield from (result for result, _ in batch)
+
+    def attend(self, image, text: str) -> Caption:
+        """Where the model looks while reading a given caption (teacher forcing)."""
+        tokens = np.asarray([self.vocabulary.encode(text)])
+        pixels = to_array(load_image(image), (self.image_size, self.image_size))
+        outputs = self.model({"features": self.encode(pixels[None]), "tokens": tokens})
+        log_probs = tf.nn.log_softmax(outputs["logits"])[0].numpy()  # (T, V)
+        targets = tokens[0, 1:]
+        score = float(np.mean(log_probs[np.arange(len(targets)), targets]))
+        words = [self.vocabulary.words[i] for i in targets[:-1]]
+        alpha = np.asarray(outputs["alpha"])[0, : len(words)]
+        return Caption(" ".join(words), words, score, alpha.reshape(len(words), *self.grid_shape))
+
+    def heatmap(self, image, caption: Caption) -> Image.Image:
+        """The photo and one attention panel per word, as in the paper's figures."""
+        return strip(load_image(image), caption.words, caption.attention)
+
+    def _caption(self, found: Decoded, index: int) -> Caption:
+        words = self.vocabulary.decode(found.tokens[index, 0])
+        attention = found.alphas[index, 0, : len(words)].reshape(len(words), *self.grid_shape)
+        return Caption(" ".join(words), words, float(found.scores[index, 0]), attention)

@@ -1,0 +1,123 @@
+"""`captioner caption | attend | train | evaluate`. TensorFlow is imported only once a command runs,
+so `--help` and argument errors answer at once."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+from .config import TrainConfig
+
+DATASETS = ("flickr8k", "coco", "karpathy")
+ATTENTIONS = ("soft", "hard", "local-global")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="captioner", description="Show, Attend and Tell image captioning.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    caption = commands.add_parser("caption", help="caption images and folders, with a heatmap for every word")
+    caption.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files and folders")
+    caption.add_argument("--out", type=Path, required=True, help="output folder (rerunning skips images done)")
+    caption.add_argument("--model", default=None, help="a preset name or model folder (default: the best preset)")
+    caption.add_argument("--beam-size", type=int, default=3)
+    caption.add_argument("--batch-size", type=int, default=32)
+    caption.add_argument("--recursive", action="store_true", help="descend into sub-folders")
+    caption.add_argument("--no-heatmaps", action="store_true", help="write captions only")
+
+    attend = commands.add_parser("attend", help="heatmaps for a caption you give (where did it look for 'dog'?)")
+    attend.add_argument("image", type=Path)
+    attend.add_argument("--caption", required=True)
+    attend.add_argument("--model", default=None)
+    attend.add_argument("--out", type=Path, default=None, help="PNG to write (default: IMAGE-attention.png here)")
+
+    train = commands.add_parser("train", help="train a model on cached features")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+    defaults = TrainConfig()
+    for field in dataclasses.fields(TrainConfig):
+        if field.name == "attention_options":
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        default = getattr(defaults, field.name)
+        kind = type(default) if default is not None else (int if field.name == "val_images" else str)
+        options = {"choices": DATASETS} if field.name == "dataset" else {"choices": ATTENTIONS} if field.name == "attention" else {}
+        train.add_argument(flag, type=kind, default=default, help=f"(default: {default})", **options)
+
+    evaluate = commands.add_parser("evaluate", help="decode a split once per image and score it like coco-caption")
+    evaluate.add_argument("--model", default=None)
+    evaluate.add_argument("--dataset", choices=DATASETS, required=True)
+    evaluate.add_argument("--data", type=Path, required=True)
+    evaluate.add_argument("--images", type=Path, default=None, help="image folder, for a Karpathy split JSON")
+    evaluate.add_argument("--split", choices=("dev", "test"), default="dev")
+    evaluate.add_argument("--beam-size", type=int, default=3)
+    evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.add_argument("--limit", type=int, default=None, help="only the first N images")
+    evaluate.add_argument("--meteor", choices=("auto", "coco", "nltk", "none"), default="auto")
+    evaluate.add_argument("--out", type=Path, required=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        return COMMANDS[args.command](args)
+    except (FileNotFoundError, FileExistsError, ValueError, PermissionError, NotADirectoryError) as error:
+        print(f"captioner {args.command}: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"captioner {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _caption(args) -> int:
+    from .folder import caption_folder
+
+    return caption_folder(args.paths, args.out, model=args.model, beam_size=args.beam_size,
+                          batch_size=args.batch_size, recursive=args.recursive, heatmaps=not args.no_heatmaps)
+
+
+def _attend(args) -> int:
+    from .api import Captioner
+    from .heatmap import save_png
+
+    captioner = Captioner.load(args.model) if args.model else Captioner.from_preset()
+    caption = captioner.attend(args.image, args.caption)
+    out = args.out or Path(f"{args.image.stem}-attention.png")
+    save_png(captioner.heatmap(args.image, caption), out)
+    print(f"{out}: {caption.text} (log-probability per word {caption.score:.3f})")
+    return 0
+
+
+def _train(args) -> int:
+    from .train import train
+
+    config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+                            if f.name != "attention_options"})
+    print(f"best model: {train(config, resume=args.resume)}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .api import Captioner
+    from .data import read_dataset
+    from .evaluate import evaluate, format_table, write_results
+
+    captioner = Captioner.load(args.model) if args.model else Captioner.from_preset()
+    records, report = read_dataset(args.dataset, args.data, args.images)
+    records = [record for record in records if record.split == args.split][: args.limit]
+    if not records:
+        raise ValueError(f"{args.data}: no {args.split} images ({report})")
+    scores, captions = evaluate(captioner, records, args.beam_size, args.batch_size, meteor=args.meteor)
+    write_results(args.out, scores, records, captions, model=str(args.model or "default"), split=args.split,
+                  dataset=args.dataset, beam_size=args.beam_size)
+    print(format_table(scores))
+    return 0
+
+
+COMMANDS = {"caption": _caption, "attend": _attend, "train": _train, "evaluate": _evaluate}
+
+if __name__ == "__main__":
+    sys.exit(main())

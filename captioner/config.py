@@ -1,0 +1,70 @@
+"""The settings of a training run, saved beside its checkpoints so a run can be read back and reproduced."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class TrainConfig:
+    # data
+    dataset: str = "flickr8k"
+    data: str = ""
+    images: str | None = None  # the image folder, for a Karpathy split JSON
+    out: str = "runs/flickr8k-soft"
+    cache: str = "~/.cache/captioner/features"
+    min_count: int = 5
+    max_caption_words: int = 30  # longer training captions are cut; Flickr8k's 99th percentile is 24
+    # encoder
+    backbone: str = "squeezenet"
+    image_size: int = 224
+    # decoder
+    attention: str = "soft"
+    score: str = "additive"
+    attention_options: dict = field(default_factory=dict)
+    embedding_dim: int = 512
+    attention_units: int = 512
+    units: int = 512
+    dropout: float = 0.5
+    # objective
+    doubly_stochastic: float = 1.0
+    label_smoothing: float = 0.0
+    reinforce_weight: float = 1.0
+    entropy_weight: float = 0.01
+    # optimisation
+    batch_size: int = 64
+    epochs: int = 20
+    learning_rate: float = 1e-3
+    clipnorm: float = 5.0
+    lr_decay: float = 0.5  # multiply the learning rate by this when dev CIDEr stops improving
+    lr_patience: int = 1
+    early_stopping: int = 4  # epochs without a better dev CIDEr before stopping
+    seed: int = 0
+    # validation by real decoding
+    val_beam_size: int = 3
+    val_images: int | None = None  # decode only the first N dev images (None: all)
+    max_length: int = 25
+    # fine-tuning and scale
+    init_from: str | None = None
+    vocab_policy: str = "keep"  # keep | extend | rebuild: see `captioner.train.vocabulary_for`
+    strategy: str = "default"  # default | mirrored | multi-worker
+
+    def model_settings(self) -> dict:
+        """The keyword arguments of `show_attend_tell` (beyond the vocabulary and the grid)."""
+        names = ("attention", "score", "attention_units", "embedding_dim", "units", "dropout", "attention_options",
+                 "doubly_stochastic", "label_smoothing", "reinforce_weight", "entropy_weight")
+        return {name: getattr(self, name) for name in names}
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        settings = json.loads(Path(path).read_text())
+        unknown = set(settings) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown settings {sorted(unknown)}")
+        return cls(**settings)

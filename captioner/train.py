@@ -1,0 +1,309 @@
+"""Training from cached features with `model.fit`: checkpoints, resume, dev scores by real decoding, fine-tuning.
+
+A run folder holds `config.json`, `vocabulary.json`, `checkpoints/epoch-NNN.keras` with `state.json` naming the
+newest complete one, `best/` (the model with the best dev CIDEr, loadable by `Captioner.load`), `log.csv` and
+`progress.png`.
+"""
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from matplotlib.figure import Figure
+
+from .api import Captioner
+from .config import TrainConfig
+from .data import Record, read_dataset
+from .data.cache import FeatureCache
+from .encoder import CNNEncoder
+from .evaluate import METRICS, evaluate
+from .model import ShowAttendTell, show_attend_tell
+from .preprocess import load_image, to_array
+from .vocab import Vocabulary
+
+VOCAB_POLICIES = ("keep", "extend", "rebuild")
+
+
+# --- data ---------------------------------------------------------------------------------------------------------
+@dataclass
+class Split:
+    records: list[Record]
+    features: np.ndarray  # (N, L, C) float16, one row per record
+
+
+class FeatureStore:
+    """Features of records' images from the frozen encoder, through the on-disk cache."""
+
+    def __init__(self, encoder_settings: dict, cache_dir: Path):
+        self.encoder = CNNEncoder(**encoder_settings)
+        self.cache = FeatureCache(Path(cache_dir).expanduser(), self.encoder.cache_id)
+        size = self.encoder.image_size
+        self._encode = tf.function(self.encoder.call, input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)])
+
+    def split(self, records: list[Record], batch_size: int = 64) -> Split:
+        """Runs the encoder only on images not cached yet, then reads every record's features."""
+        images = [record.image for record in records]
+        size = self.encoder.image_size
+        report = self.cache.build(images, lambda batch: self._encode(batch).numpy(),
+                                  lambda path: to_array(load_image(path), (size, size)), batch_size=batch_size)
+        if report.failed:
+            path, reason = report.failed[0]
+            raise ValueError(f"{len(report.failed)} images could not be encoded, the first {path}: {reason}")
+        return Split(records, self.cache.load_all(images))
+
+
+def caption_dataset(split: Split, vocabulary: Vocabulary, batch_size: int, seed: int, max_words: int,
+                    first_epoch: int = 0) -> tf.data.Dataset:
+    """Every (image, caption) pair once per epoch, in batches of similar caption length.
+
+    The order depends only on (seed, epoch), so a resumed run sees the batches the interrupted one would have.
+    """
+    pairs = [(index, vocabulary.encode(caption)[: max_words + 2]) for index, record in enumerate(split.records)
+             for caption in record.captions]
+    lengths = np.asarray([len(tokens) for _, tokens in pairs])
+    epochs = itertools.count(first_epoch)
+
+    def batches():
+        rng = np.random.default_rng([seed, next(epochs)])
+        order = rng.permutation(len(pairs))
+        # Sorting windows of 50 batches by length keeps padding small while every batch stays a random draw.
+        window = 50 * batch_size
+        chunks = [sorted(order[i:i + window], key=lambda k: lengths[k]) for i in range(0, len(order), window)]
+        groups = [chunk[i:i + batch_size] for chunk in chunks for i in range(0, len(chunk), batch_size)]
+        for group in (groups[i] for i in rng.permutation(len(groups))):
+            tokens = np.zeros((len(group), lengths[group].max()), np.int32)  # <pad> = 0
+            for row, k in enumerate(group):
+                tokens[row, : lengths[k]] = pairs[k][1]
+            images = [pairs[k][0] for k in group]
+            yield {"features": split.features[images].astype(np.float32), "tokens": tokens}
+
+    locations, channels = split.features.shape[1:]
+    signature = {"features": tf.TensorSpec((None, locations, channels), tf.float32),
+                 "tokens": tf.TensorSpec((None, None), tf.int32)}
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+# --- models -------------------------------------------------------------------------------------------------------
+def vocabulary_for(config: TrainConfig, train: list[Record], start: Captioner | None) -> Vocabulary:
+    """The vocabulary of a run. Fine-tuning from a model: `keep` its vocabulary (new words become <unk>),
+    `extend` it with the new data's frequent words (old ids unchanged, new rows freshly initialised), or
+    `rebuild` it from the new data (rows of words both share are copied, the rest initialised afresh)."""
+    if config.vocab_policy not in VOCAB_POLICIES:
+        raise ValueError(f"vocab_policy must be one of {', '.join(VOCAB_POLICIES)}, not {config.vocab_policy!r}")
+    captions = (caption for record in train for caption in record.captions)
+    if start is None or config.vocab_policy == "rebuild":
+        return Vocabulary.build(captions, min_count=config.min_count)
+    if config.vocab_policy == "extend":
+        return start.vocabulary.extend(captions, config.min_count)
+    return start.vocabulary
+
+
+WORD_AXES = {"embedding/embeddings": 0, "vocabulary_projection/kernel": 1, "vocabulary_projection/bias": 0}
+
+
+def transfer_weights(source: ShowAttendTell, source_vocabulary: Vocabulary, target: ShowAttendTell,
+                     target_vocabulary: Vocabulary) -> None:
+    """Copies every weight of a model of the same architecture; of the word-indexed ones (embedding rows,
+    output columns) only the words both vocabularies share, leaving the new words' fresh initialisation."""
+    source_ids = {word: i for i, word in enumerate(source_vocabulary.words)}
+    shared = [(i, source_ids[word]) for i, word in enumerate(target_vocabulary.words) if word in source_ids]
+    to_rows, from_rows = (np.asarray(ids) for ids in zip(*shared))
+    for mine, theirs in zip(target.decoder.weights, source.decoder.weights):
+        value = keras.ops.convert_to_numpy(theirs)
+        axis = next((axis for suffix, axis in WORD_AXES.items() if mine.path.endswith(suffix)), None)
+        if axis is not None:
+            fresh = keras.ops.convert_to_numpy(mine).copy()
+            np.moveaxis(fresh, axis, 0)[to_rows] = np.moveaxis(value, axis, 0)[from_rows]
+            value = fresh
+        mine.assign(value)
+
+
+def build_model(config: TrainConfig, vocabulary: Vocabulary, grid_shape, feature_dim, start: Captioner | None):
+    """A new model as configured, or, fine-tuning, one shaped like `start` over `vocabulary` with its weights."""
+    if start is None:
+        model = show_attend_tell(len(vocabulary), feature_dim, grid_shape, **config.model_settings())
+    else:
+        settings = start.model.get_config()
+        settings["decoder"]["config"]["vocab_size"] = len(vocabulary)
+        model = ShowAttendTell.from_config(settings)
+        transfer_weights(start.model, start.vocabulary, model, vocabulary)
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=config.clipnorm))
+    return model
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """`mirrored`: the devices of this machine; `multi-worker`: several machines, described by TF_CONFIG."""
+    strategies = {"default": tf.distribute.get_strategy, "mirrored": tf.distribute.MirroredStrategy,
+                  "multi-worker": tf.distribute.MultiWorkerMirroredStrategy}
+    if name not in strategies:
+        raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(strategies)}")
+    return strategies[name]()
+
+
+def is_chief() -> bool:
+    """Only the chief writes files in a multi-worker run; a run without TF_CONFIG is its own chief."""
+    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
+    return task.get("type", "chief") == "chief" or (task.get("type") == "worker" and task.get("index", 0) == 0)
+
+
+# --- callbacks ----------------------------------------------------------------------------------------------------
+class DevScores(keras.callbacks.Callback):
+    """After each epoch, decode dev by beam search (never teacher forcing) and add its scores to the logs."""
+
+    def __init__(self, captioner: Captioner, dev: Split, beam_size: int):
+        super().__init__()
+        self.captioner, self.dev, self.beam_size = captioner, dev, beam_size
+
+    def on_epoch_end(self, epoch, logs=None):
+        scores, _ = evaluate(self.captioner, self.dev.records, self.beam_size, features=self.dev.features,
+                             meteor="none", progress=False)
+        logs.update({f"dev_{name}": scores[name] for name in METRICS if scores[name] is not None})
+        print(f"\nepoch {epoch + 1}: dev " + ", ".join(f"{k[4:]} {v:.4f}" for k, v in logs.items() if k.startswith("dev_")))
+
+
+class RunKeeper(keras.callbacks.Callback):
+    """Checkpoints every epoch, keeps the best model by dev CIDEr, decays the learning rate on a plateau and
+    stops early — with its own state saved beside the checkpoint, so `--resume` carries on exactly."""
+
+    def __init__(self, run: Path, captioner: Captioner, config: TrainConfig, state: dict | None = None):
+        super().__init__()
+        self.run, self.captioner, self.config = run, captioner, config
+        self.state = state or {"epoch": 0, "best": -1.0, "since_best": 0, "checkpoint": None}
+        self.writes = is_chief()
+
+    def on_epoch_end(self, epoch, logs=None):
+        cider = logs.get("dev_CIDEr", -1.0)
+        self.state["epoch"] = epoch + 1
+        if cider > self.state["best"]:
+            self.state.update(best=cider, since_best=0)
+            if self.writes:
+                _replace_dir(self.run / "best", self.captioner.save)
+        else:
+            self.state["since_best"] += 1
+            if self.state["since_best"] % self.config.lr_patience == 0:
+                learning_rate = float(self.model.optimizer.learning_rate) * self.config.lr_decay
+                self.model.optimizer.learning_rate.assign(learning_rate)
+                print(f"dev CIDEr has not improved for {self.state['since_best']} epochs: learning rate {learning_rate:.2e}")
+            if self.state["since_best"] >= self.config.early_stopping:
+                self.model.stop_training = True
+        logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+        self._checkpoint(epoch + 1)
+
+    def _checkpoint(self, epoch: int):
+        # Every worker saves (the variables may live across workers); only the chief keeps what it saved.
+        folder = self.run / "checkpoints" if self.writes else Path(tempfile.mkdtemp())
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"epoch-{epoch:03d}.keras"
+        partial = folder / f".{name}.partial"
+        self.model.save(partial.with_suffix(".keras"))  # Keras insists on the suffix
+        if not self.writes:
+            return
+        os.replace(partial.with_suffix(".keras"), folder / name)
+        previous, self.state["checkpoint"] = self.state["checkpoint"], name
+        _write_atomically(self.run / "state.json", json.dumps(self.state, indent=2))
+        # The older checkpoint goes only once state.json names the new one: a kill at any point leaves one to resume.
+        if previous and previous != name:
+            (folder / previous).unlink(missing_ok=True)
+
+
+class ProgressPlot(keras.callbacks.Callback):
+    """`progress.png`: training loss and dev scores by epoch, redrawn from the CSV log after every epoch."""
+
+    def __init__(self, log: Path, out: Path):
+        super().__init__()
+        self.log, self.out = log, out
+
+    def on_epoch_end(self, epoch, logs=None):
+        with open(self.log) as file:
+            rows = list(csv.DictReader(file))
+        epochs = [int(row["epoch"]) + 1 for row in rows]
+        figure = Figure(figsize=(10, 4), layout="tight")
+        left, right = figure.subplots(1, 2)
+        for key in ("loss", "xent"):
+            left.plot(epochs, [float(row[key]) for row in rows], marker="o", label=key)
+        for key in ("dev_BLEU-4", "dev_CIDEr"):
+            right.plot(epochs, [float(row.get(key) or "nan") for row in rows], marker="o", label=key[4:])
+        for axes, title in ((left, "training"), (right, "dev, real decoding")):
+            axes.set(xlabel="epoch", title=title)
+            axes.legend()
+        figure.savefig(self.out, dpi=80)
+
+
+# --- the run ------------------------------------------------------------------------------------------------------
+def train(config: TrainConfig, resume: bool = False) -> Path:
+    """Runs (or resumes) training as configured; returns the folder of the best model."""
+    run = Path(config.out)
+    strategy = make_strategy(config.strategy)
+    keras.utils.set_random_seed(config.seed)
+    state = None
+    if resume:
+        if not (run / "state.json").exists():
+            raise FileNotFoundError(f"{run} has no state.json to resume from: start the run without --resume")
+        config = TrainConfig.load(run / "config.json")
+        state = json.loads((run / "state.json").read_text())
+    elif (run / "state.json").exists():
+        raise FileExistsError(f"{run} already holds a run: pass --resume to continue it, or choose another --out")
+    records, report = read_dataset(config.dataset, Path(config.data), Path(config.images) if config.images else None)
+    print(report)
+    train_records = [r for r in records if r.split == "train"]
+    dev_records = [r for r in records if r.split == "dev"][: config.val_images]
+    if not train_records or not dev_records:
+        raise ValueError(f"{config.data}: training needs train and dev images, found {len(train_records)} and {len(dev_records)}")
+    start = Captioner.load(config.init_from) if config.init_from else None
+    encoder_settings = start.encoder_settings if start else {"backbone": config.backbone, "image_size": config.image_size}
+    if resume:
+        vocabulary = Vocabulary.load(run / "vocabulary.json")
+    else:
+        vocabulary = vocabulary_for(config, train_records, start)
+    store = FeatureStore(encoder_settings, Path(config.cache))
+    train_split, dev_split = store.split(train_records), store.split(dev_records)
+    grid_shape = store.encoder.grid_shape
+    feature_dim = train_split.features.shape[-1]
+
+    with strategy.scope():
+        if resume:
+            model = keras.saving.load_model(run / "checkpoints" / state["checkpoint"], safe_mode=True)
+        else:
+            model = build_model(config, vocabulary, grid_shape, feature_dim, start)
+    if is_chief() and not resume:
+        run.mkdir(parents=True, exist_ok=True)
+        config.save(run / "config.json")
+        vocabulary.save(run / "vocabulary.json")
+    captioner = Captioner(model, vocabulary, encoder_settings, max_length=config.max_length)
+    first_epoch = state["epoch"] if state else 0
+    dataset = caption_dataset(train_split, vocabulary, config.batch_size, config.seed, config.max_caption_words,
+                              first_epoch)
+    callbacks = [DevScores(captioner, dev_split, config.val_beam_size), RunKeeper(run, captioner, config, state)]
+    if is_chief():
+        callbacks += [keras.callbacks.CSVLogger(run / "log.csv", append=resume), ProgressPlot(run / "log.csv", run / "progress.png")]
+    model.fit(dataset, epochs=config.epochs, initial_epoch=first_epoch, callbacks=callbacks, verbose="auto")
+    return run / "best"
+
+
+def _replace_dir(target: Path, write) -> None:
+    """Writes a folder beside `target`, then swaps it in, so `target` is always whole."""
+    fresh, old = target.with_name(target.name + ".partial"), target.with_name(target.name + ".old")
+    shutil.rmtree(fresh, ignore_errors=True)
+    write(fresh)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(fresh, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    os.replace(partial, path)
