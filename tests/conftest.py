@@ -38,3 +38,23 @@ def flickr8k_dir() -> Path:
 def squeezenet_file() -> Path:
     """The real SqueezeNet v1.1 weights (also seeded into the Keras cache above)."""
     return shared_path(f"encoders/{SQUEEZENET_NAME}")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, squeezenet_file) -> Path:
+    """A small untrained captioner over the real SqueezeNet grid, saved as `Captioner.save` writes it.
+
+    Its captions are nonsense, but every part of the pipeline (encoder, search, heatmaps, files) runs for real.
+    """
+    import keras
+
+    from captioner.api import Captioner
+    from captioner.model import show_attend_tell
+    from captioner.vocab import Vocabulary
+
+    keras.utils.set_random_seed(0)
+    vocabulary = Vocabulary.build(["a dog runs on the grass", "a man rides a red bike", "two children play"], 1)
+    model = show_attend_tell(len(vocabulary), 512, (13, 13), attention_units=32, embedding_dim=32, units=32)
+    path = tmp_path_factory.mktemp("models") / "tiny"
+    Captioner(model, vocabulary, {"backbone": "squeezenet", "image_size": 224}, max_length=8).save(path)
+    return path

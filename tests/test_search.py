@@ -1,0 +1,86 @@
+"""Greedy and beam search: batched, consistent with each other, and bounded."""
+import keras
+import numpy as np
+import pytest
+
+from captioner.attention import ATTENTIONS
+from captioner.model import show_attend_tell
+from captioner.search import Searcher
+
+GRID, C, VOCAB, START, END = (3, 4), 16, 40, 1, 2
+
+
+def decoder(kind="soft", seed=0):
+    keras.utils.set_random_seed(seed)
+    return show_attend_tell(VOCAB, C, GRID, attention=kind, attention_units=16, embedding_dim=16, units=32).decoder
+
+
+def features(images=5, seed=0):
+    return np.random.default_rng(seed).normal(size=(images, GRID[0] * GRID[1], C)).astype("float32")
+
+
+def favour(decoder, token, bias):
+    """Shifts the output bias of one token, to make a decoder always or never say it."""
+    projection = decoder.vocabulary_projection
+    value = np.array(projection.bias)
+    value[token] += bias
+    projection.bias.assign(value)
+
+
+@pytest.mark.parametrize("kind", ATTENTIONS)
+def test_beam_of_one_is_greedy(kind):
+    searcher = Searcher(decoder(kind), START, END, max_length=10)
+    greedy, beam = searcher.greedy(features()), searcher.beam(features(), beam_size=1)
+    np.testing.assert_array_equal(greedy.tokens, beam.tokens)
+    np.testing.assert_array_equal(greedy.lengths, beam.lengths)
+    np.testing.assert_allclose(greedy.scores, beam.scores, rtol=1e-5)
+    np.testing.assert_allclose(greedy.alphas, beam.alphas, atol=1e-6)
+
+
+@pytest.mark.parametrize("beam_size", [2, 3, 5])
+def test_beams_come_back_sorted_with_their_attention(beam_size):
+    found = Searcher(decoder(), START, END, max_length=8).beam(features(), beam_size)
+    assert found.tokens.shape == (5, beam_size, 8)
+    assert found.alphas.shape == (5, beam_size, 8, GRID[0] * GRID[1])
+    assert np.all(np.diff(found.scores, axis=1) <= 1e-6)
+    for image in range(5):
+        for beam in range(beam_size):
+            length = found.lengths[image, beam]
+            np.testing.assert_allclose(found.alphas[image, beam, :length].sum(-1), 1.0, atol=1e-5)
+            assert np.all(found.alphas[image, beam, length:] == 0)
+            assert np.all(found.tokens[image, beam, length:] == 0)
+
+
+def test_beam_search_is_at_least_as_good_as_greedy_under_its_own_score():
+    searcher = Searcher(decoder(seed=3), START, END, max_length=12)
+    favour(searcher.decoder, END, 3.0)  # captions end at different lengths
+    greedy, beam = searcher.greedy(features(8)), searcher.beam(features(8), 4)
+    # Length normalisation can reorder, but the best beam's raw log-probability is never below greedy's.
+    assert np.all(beam.scores[:, 0] * beam.lengths[:, 0] >= greedy.scores[:, 0] * greedy.lengths[:, 0] - 1e-4)
+
+
+def test_batched_search_equals_one_image_at_a_time():
+    searcher = Searcher(decoder(), START, END, max_length=8)
+    together = searcher.beam(features(4), 3)
+    for image in range(4):
+        alone = searcher.beam(features(4)[image:image + 1], 3)
+        np.testing.assert_array_equal(together.tokens[image], alone.tokens[0])
+        np.testing.assert_allclose(together.scores[image], alone.scores[0], rtol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["greedy", "beam"])
+def test_a_decoder_that_never_ends_stops_at_the_maximum_length(method):
+    searcher = Searcher(decoder(), START, END, max_length=6)
+    favour(searcher.decoder, END, -1e4)
+    found = searcher.greedy(features()) if method == "greedy" else searcher.beam(features(), 3)
+    assert np.all(found.lengths == 6)
+    assert np.all(found.tokens != END) and np.all(found.tokens != 0)
+    assert np.all(np.isfinite(found.scores))
+
+
+def test_a_decoder_that_always_ends_returns_empty_captions():
+    searcher = Searcher(decoder(), START, END, max_length=6)
+    favour(searcher.decoder, END, 1e4)
+    found = searcher.beam(features(), 3)
+    np.testing.assert_array_equal(found.tokens[:, 0, 0], END)
+    assert np.all(found.lengths[:, 0] == 1)
