@@ -139,7 +139,8 @@ class Captioner:
         return self._encode(tf.convert_to_tensor(pixels, tf.float32)).numpy()  # (B, L, C)
 
     def decode(self, features: np.ndarray, beam_size: int = 3) -> list[Caption]:
-        """Features (B, L, C) → the best caption of each image."""
+        """Features (B, L, C), as `encode` gives them (and a feature cache stores them) → each image's best caption."""
+        features = self.model.grid_features(features)
         found = self.searcher.greedy(features) if beam_size == 1 else self.searcher.beam(features, beam_size)
         return [self._caption(found, i) for i in range(len(features))]
 

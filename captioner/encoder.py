@@ -143,19 +143,23 @@ class CNNEncoder(keras.layers.Layer):
     """RGB images in 0..255 (B, S, S, 3) → features (B, L, C), with the grid shape (H, W) kept for heatmaps.
 
     Frozen by default; `trainable_blocks=N` unfreezes the top N blocks (fire modules, ResNet blocks, ...)
-    for fine-tuning.
+    for fine-tuning. `exclude_top=N` stops below the top N blocks: their input is what a feature cache
+    stores when those blocks are fine-tuned with the decoder (see `EncoderHead`).
     """
 
-    def __init__(self, backbone="squeezenet", weights="imagenet", image_size=224, trainable_blocks=0, **kwargs):
+    def __init__(self, backbone="squeezenet", weights="imagenet", image_size=224, trainable_blocks=0, exclude_top=0,
+                 **kwargs):
         super().__init__(**kwargs)
         if backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
         self.backbone_name = backbone
         self.weights_source = weights
         self.image_size = image_size
-        self.trainable_blocks = trainable_blocks
+        self.exclude_top = exclude_top
         self._backbone = BACKBONES[backbone]
         self.network = self._backbone.build(weights, image_size)
+        if exclude_top:
+            self.network = self.split_top(exclude_top)[0]
         _, height, width, self.feature_dim = self.network.output.shape
         self.grid_shape = (height, width)
         self.unfreeze_top(trainable_blocks)
@@ -164,7 +168,8 @@ class CNNEncoder(keras.layers.Layer):
     def cache_id(self) -> str:
         """Names what the features depend on, so a feature cache never mixes two encoders."""
         weights = Path(self.weights_source).name if self.weights_source not in (None, "imagenet") else self.weights_source
-        return f"{self.backbone_name}@{self.image_size}:{weights}"
+        below = f"-top{self.exclude_top}" if self.exclude_top else ""
+        return f"{self.backbone_name}@{self.image_size}:{weights}{below}"
 
     @property
     def blocks(self) -> list[str]:
@@ -172,11 +177,22 @@ class CNNEncoder(keras.layers.Layer):
         names = (re.match(self._backbone.block_pattern, layer.name) for layer in self.network.layers)
         return list(dict.fromkeys(match.group(0) for match in names if match))
 
+    def _block_of(self, layer) -> str | None:
+        match = re.match(self._backbone.block_pattern, layer.name)
+        return match.group(0) if match else None
+
+    def split_top(self, count: int) -> tuple[keras.Model, keras.Model]:
+        """(trunk, head): the network below its top `count` blocks, and those blocks, sharing their weights."""
+        if not 0 < count < len(self.blocks):
+            raise ValueError(f"{self.backbone_name} has {len(self.blocks)} blocks; cannot split off the top {count}")
+        first = self.blocks[-count]
+        boundary = next(layer for layer in self.network.layers if self._block_of(layer) == first).input
+        return keras.Model(self.network.input, boundary), keras.Model(boundary, self.network.output)
+
     def unfreeze_top(self, count: int) -> None:
         top = set(self.blocks[len(self.blocks) - count :]) if count else set()
         for layer in self.network.layers:
-            match = re.match(self._backbone.block_pattern, layer.name)
-            layer.trainable = bool(match and match.group(0) in top)
+            layer.trainable = self._block_of(layer) in top
         self.trainable_blocks = count
 
     def call(self, images, training=False):
@@ -193,4 +209,30 @@ class CNNEncoder(keras.layers.Layer):
             "weights": self.weights_source,
             "image_size": self.image_size,
             "trainable_blocks": self.trainable_blocks,
+            "exclude_top": self.exclude_top,
         }
+
+
+@keras.saving.register_keras_serializable("captioner")
+class EncoderHead(keras.layers.Layer):
+    """The top `blocks` blocks of a backbone, trained with the decoder on cached features from below them:
+    (B, L', C') from `CNNEncoder(exclude_top=blocks)` → (B, L, C). Starts from the pretrained weights when
+    `weights="imagenet"`; a saved model restores its own."""
+
+    def __init__(self, backbone="squeezenet", blocks=1, image_size=224, weights=None, **kwargs):
+        super().__init__(**kwargs)
+        self.backbone_name, self.blocks, self.image_size = backbone, blocks, image_size
+        with keras.name_scope(self.name):  # variable paths start with this layer's name, for `GroupedAdam`
+            encoder = CNNEncoder(backbone, weights=weights, image_size=image_size, trainable_blocks=blocks)
+        trunk, self.network = encoder.split_top(blocks)
+        self.input_grid = tuple(trunk.output.shape[1:])  # (H', W', C')
+        _, height, width, self.feature_dim = self.network.output.shape
+        self.grid_shape = (height, width)
+
+    def call(self, features, training=False):
+        grid = self.network(ops.reshape(features, (-1, *self.input_grid)), training=training)  # (B, H, W, C)
+        return ops.reshape(grid, (-1, self.grid_shape[0] * self.grid_shape[1], self.feature_dim))  # (B, L, C)
+
+    def get_config(self):
+        return {**super().get_config(), "backbone": self.backbone_name, "blocks": self.blocks,
+                "image_size": self.image_size}

@@ -15,10 +15,12 @@ class ShowAttendTell(keras.Model):
     paper's REINFORCE terms: (log p(y) − b) ∂ log p(s) with a moving-average baseline b, and an entropy bonus.
     """
 
-    def __init__(self, decoder, grid_shape, doubly_stochastic=1.0, label_smoothing=0.0, reinforce_weight=1.0,
-                 entropy_weight=0.01, baseline_decay=0.9, **kwargs):
+    def __init__(self, decoder, grid_shape, encoder_head=None, doubly_stochastic=1.0, label_smoothing=0.0,
+                 reinforce_weight=1.0, entropy_weight=0.01, baseline_decay=0.9, **kwargs):
         super().__init__(**kwargs)
-        self.decoder = decoder if isinstance(decoder, keras.layers.Layer) else keras.saving.deserialize_keras_object(decoder)
+        self.decoder = _layer(decoder)
+        # Top encoder blocks fine-tuned with the decoder; the inputs are then the cached features below them.
+        self.encoder_head = _layer(encoder_head) if encoder_head is not None else None
         self.grid_shape = tuple(grid_shape)
         self.doubly_stochastic = doubly_stochastic
         self.label_smoothing = label_smoothing
@@ -33,8 +35,13 @@ class ShowAttendTell(keras.Model):
     def attention(self):
         return self.decoder.attention
 
+    def grid_features(self, features, training=False):
+        """What the decoder attends to: the input features, through the fine-tuned encoder head if any."""
+        return features if self.encoder_head is None else self.encoder_head(features, training=training)
+
     def call(self, inputs, training=False):
-        logits, glimpses = self.decoder(inputs["features"], inputs["tokens"][:, :-1], training=training)
+        features = self.grid_features(inputs["features"], training=training)
+        logits, glimpses = self.decoder(features, inputs["tokens"][:, :-1], training=training)
         return {"logits": logits, **glimpses._asdict()}
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -68,6 +75,7 @@ class ShowAttendTell(keras.Model):
         return {
             **super().get_config(),
             "decoder": keras.saving.serialize_keras_object(self.decoder),
+            "encoder_head": keras.saving.serialize_keras_object(self.encoder_head),
             "grid_shape": self.grid_shape,
             "doubly_stochastic": self.doubly_stochastic,
             "label_smoothing": self.label_smoothing,
@@ -77,9 +85,15 @@ class ShowAttendTell(keras.Model):
         }
 
 
+def _layer(layer_or_config):
+    return layer_or_config if isinstance(layer_or_config, keras.layers.Layer) else keras.saving.deserialize_keras_object(layer_or_config)
+
+
 def show_attend_tell(vocab_size, feature_dim, grid_shape, attention="soft", score="additive", attention_units=512,
-                     embedding_dim=512, units=512, dropout=0.5, attention_options=None, **objective) -> ShowAttendTell:
-    """A ShowAttendTell model from plain settings (what `TrainConfig` holds)."""
+                     embedding_dim=512, units=512, dropout=0.5, attention_options=None, encoder_head=None,
+                     **objective) -> ShowAttendTell:
+    """A ShowAttendTell model from plain settings (what `TrainConfig` holds); `feature_dim` and `grid_shape`
+    are those the decoder sees, after `encoder_head` when there is one."""
     decoder = AttentionLSTMDecoder(
         vocab_size,
         feature_dim,
@@ -89,4 +103,4 @@ def show_attend_tell(vocab_size, feature_dim, grid_shape, attention="soft", scor
         dropout=dropout,
         name="decoder",
     )
-    return ShowAttendTell(decoder, grid_shape, **objective)
+    return ShowAttendTell(decoder, grid_shape, encoder_head=encoder_head, **objective)
