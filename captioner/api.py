@@ -53,7 +53,7 @@ class Result:
     """One image's outcome in `Captioner.stream`: a caption, or the reason there is none."""
 
     image: object  # what was given: a path or a PIL image
-    photo: Image.Image | None = None
+    photo: Image.Image | None = None  # shrunk to at most 448 pixels a side: plenty for heatmaps
     caption: Caption | None = None
     error: str | None = None
 
@@ -63,7 +63,10 @@ def _read(image, size: int) -> tuple[Result, np.ndarray | None]:
         photo = load_image(image)
     except ImageError as error:
         return Result(image, error=str(error)), None
-    return Result(image, photo), to_array(photo, (size, size))
+    pixels = to_array(photo, (size, size))
+    # Three batches of photos are alive at once in `stream`; at full size they could take gigabytes.
+    photo.thumbnail((448, 448))
+    return Result(image, photo), pixels
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:

@@ -61,8 +61,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
+        _import_tensorflow_quietly()
         return COMMANDS[args.command](args)
     except (FileNotFoundError, FileExistsError, ValueError, PermissionError, NotADirectoryError) as error:
         print(f"captioner {args.command}: {error}", file=sys.stderr)
@@ -70,6 +70,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"captioner {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _import_tensorflow_quietly() -> None:
+    """TensorFlow writes log lines to stderr as it loads, even with TF_CPP_MIN_LOG_LEVEL=3 (tensorflow#100442):
+    silence the file descriptor itself while it loads, so users see only our own messages."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _caption(args) -> int:
@@ -82,9 +96,13 @@ def _caption(args) -> int:
 def _attend(args) -> int:
     from .api import Captioner
     from .heatmap import save_png
+    from .preprocess import ImageError
 
     captioner = Captioner.load(args.model) if args.model else Captioner.from_preset()
-    caption = captioner.attend(args.image, args.caption)
+    try:
+        caption = captioner.attend(args.image, args.caption)
+    except ImageError as error:
+        raise ImageError(f"{args.image}: {error}") from None
     out = args.out or Path(f"{args.image.stem}-attention.png")
     save_png(captioner.heatmap(args.image, caption), out)
     print(f"{out}: {caption.text} (log-probability per word {caption.score:.3f})")

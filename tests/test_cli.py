@@ -1,0 +1,85 @@
+"""`captioner caption`, `captioner attend` and `captioner --help`, as a user runs them."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from captioner.cli import main
+
+PANEL = 224  # strip()'s default panel size
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["captioner", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def photo(tmp_path):
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_help_answers_without_importing_tensorflow():
+    check = (
+        "import sys\n"
+        "from captioner.cli import main\n"
+        "for argv in (['--help'], ['caption', '--help'], ['attend', '--help']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit as exit:\n"
+        "        assert exit.code == 0, exit.code\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "captioner caption" in done.stdout and "--recursive" in done.stdout and "--caption" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["{tmp}/nowhere.jpg", "--out", "{tmp}/out"], "nowhere.jpg: no such file or folder"),
+        (["{photo}", "--out", "{tmp}/out", "--model", "{tmp}/no-model"], "no-model is not a captioner model folder"),
+        (["{photo}", "--out", "{photo}"], "photo.jpg exists and is not a folder"),
+    ],
+    ids=["missing-path", "missing-model", "out-is-a-file"],
+)
+def test_caption_checks_its_inputs_in_one_line_before_any_work(tmp_path, photo, arguments, message):
+    done = run("caption", *(argument.format(tmp=tmp_path, photo=photo) for argument in arguments))
+    assert done.returncode == 2
+    # TensorFlow 2.21 logs a few lines at import whatever TF_CPP_MIN_LOG_LEVEL says (tensorflow#100442).
+    ours = [line for line in done.stderr.splitlines() if line.startswith("captioner")]
+    assert len(ours) == 1 and ours[0].startswith("captioner caption: ") and message in ours[0]
+    assert done.stderr.endswith(ours[0] + "\n") and "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_attend_writes_the_photo_and_one_panel_per_word(tmp_path, photo, tiny_model_dir):
+    out = tmp_path / "attention.png"
+    done = run("attend", str(photo), "--caption", "a dog runs", "--model", str(tiny_model_dir), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"{out}: a dog runs")
+    with Image.open(out) as strip:
+        assert strip.format == "PNG"
+        assert strip.width == PANEL * 4  # the photo, then "a", "dog", "runs"
+
+
+def test_caption_command_writes_captions_only_with_no_heatmaps(tmp_path, photo, tiny_model_dir, capsys):
+    out = tmp_path / "out"
+    argv = ["caption", str(photo), "--out", str(out), "--model", str(tiny_model_dir), "--beam-size", "1",
+            "--no-heatmaps"]
+    assert main(argv) == 0
+    [record] = [json.loads(line) for line in (out / "captions.jsonl").read_text().splitlines()]
+    assert record["image"] == "photo.jpg"
+    assert sorted(path.name for path in out.iterdir()) == ["captions.jsonl", "errors.jsonl"]
+    assert capsys.readouterr().out.startswith("1 captioned, 0 skipped as done, 0 errors")
+
+
+def test_attend_names_an_image_it_cannot_read(tmp_path, tiny_model_dir, capsys):
+    missing = tmp_path / "missing.jpg"
+    assert main(["attend", str(missing), "--caption", "a dog", "--model", str(tiny_model_dir)]) == 2
+    assert capsys.readouterr().err == f"captioner attend: {missing}: no such file\n"
