@@ -6,6 +6,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+VOCAB_POLICIES = ("keep", "extend", "rebuild")
+STRATEGIES = ("default", "mirrored", "multi-worker")
+
 
 @dataclass
 class TrainConfig:
@@ -50,6 +53,20 @@ class TrainConfig:
     init_from: str | None = None
     vocab_policy: str = "keep"  # keep | extend | rebuild: see `captioner.train.vocabulary_for`
     strategy: str = "default"  # default | mirrored | multi-worker
+
+    def __post_init__(self):
+        at_least_one = ("min_count", "max_caption_words", "batch_size", "epochs", "lr_patience", "early_stopping",
+                        "val_beam_size", "max_length")
+        for name in at_least_one:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 < self.lr_decay <= 1:
+            raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+        if self.val_images is not None and self.val_images < 1:
+            raise ValueError(f"val_images must be at least 1, got {self.val_images}")
+        for name, choices in (("vocab_policy", VOCAB_POLICIES), ("strategy", STRATEGIES)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
 
     def model_settings(self) -> dict:
         """The keyword arguments of `show_attend_tell` (beyond the vocabulary and the grid)."""

@@ -1,5 +1,6 @@
 """ShowAttendTell: the decoder plus its training objective, trained with `model.fit` on cached features."""
 import keras
+import tensorflow as tf
 from keras import ops
 
 from .attention import make_attention
@@ -45,6 +46,7 @@ class ShowAttendTell(keras.Model):
         return {"logits": logits, **glimpses._asdict()}
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        y_pred = {key: ops.cast(value, "float32") for key, value in y_pred.items()}  # the loss in full precision
         targets = x["tokens"][:, 1:]  # (B, T)
         mask = ops.cast(ops.not_equal(targets, 0), "float32")  # <pad> is 0
         log_probs = ops.log_softmax(y_pred["logits"], axis=-1)  # (B, T, V)
@@ -55,7 +57,9 @@ class ShowAttendTell(keras.Model):
         per_caption = ops.sum(xent * mask, axis=1) + self.doubly_stochastic * ops.sum((1 - coverage) ** 2, axis=-1)
         if self.attention.stochastic:
             per_caption += self._reinforce(nll, mask, y_pred["probs"], y_pred["log_prob"], training)
-        return ops.sum(per_caption) / ops.sum(mask)
+        # Under tf.distribute each replica holds a slice of the batch and the replicas' gradients are summed:
+        # dividing by the whole batch's word count makes that sum the gradient of the loss on one device.
+        return ops.sum(per_caption) / _whole_batch(ops.sum(mask))
 
     def _reinforce(self, nll, mask, probs, log_prob, training):
         """Surrogate whose gradient is the paper's estimator for the sampled locations, per caption (B,)."""
@@ -83,6 +87,14 @@ class ShowAttendTell(keras.Model):
             "entropy_weight": self.entropy_weight,
             "baseline_decay": self.baseline_decay,
         }
+
+
+def _whole_batch(total):
+    """A per-replica total summed over the replicas training in sync (itself without tf.distribute)."""
+    replica = tf.distribute.get_replica_context()
+    if replica is None or replica.num_replicas_in_sync == 1:
+        return total
+    return replica.all_reduce("sum", total)
 
 
 def _layer(layer_or_config):

@@ -7,11 +7,10 @@ newest complete one, `best/` (the model with the best dev CIDEr, loadable by `Ca
 from __future__ import annotations
 
 import csv
-import itertools
+import io
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,9 +28,6 @@ from .evaluate import METRICS, evaluate
 from .model import ShowAttendTell, show_attend_tell
 from .preprocess import load_image, to_array
 from .vocab import Vocabulary
-
-VOCAB_POLICIES = ("keep", "extend", "rebuild")
-
 
 # --- data ---------------------------------------------------------------------------------------------------------
 @dataclass
@@ -62,37 +58,43 @@ class FeatureStore:
 
 
 def caption_dataset(split: Split, vocabulary: Vocabulary, batch_size: int, seed: int, max_words: int,
-                    first_epoch: int = 0) -> tf.data.Dataset:
-    """Every (image, caption) pair once per epoch, in batches of similar caption length.
+                    epochs: range) -> tuple[tf.data.Dataset, int]:
+    """Batches of (image, caption) pairs for the given epochs, one after another, and the batches per epoch.
 
-    The order depends only on (seed, epoch), so a resumed run sees the batches the interrupted one would have.
+    Every pair comes once per epoch in batches of similar caption length. The order depends only on (seed, epoch),
+    so a resumed run sees the batches the interrupted one would have. Every batch is full: replicas split it
+    evenly, and only the epoch's last few pairs (different ones each epoch) wait for another epoch.
     """
     pairs = [(index, vocabulary.encode(caption)[: max_words + 2]) for index, record in enumerate(split.records)
              for caption in record.captions]
+    steps = len(pairs) // batch_size
+    if steps == 0:
+        raise ValueError(f"batch_size {batch_size} is larger than the {len(pairs)} training captions")
     lengths = np.asarray([len(tokens) for _, tokens in pairs])
-    epochs = itertools.count(first_epoch)
 
     def batches():
-        rng = np.random.default_rng([seed, next(epochs)])
-        order = rng.permutation(len(pairs))
-        # Sorting windows of 50 batches by length keeps padding small while every batch stays a random draw.
-        window = 50 * batch_size
-        chunks = [sorted(order[i:i + window], key=lambda k: lengths[k]) for i in range(0, len(order), window)]
-        groups = [chunk[i:i + batch_size] for chunk in chunks for i in range(0, len(chunk), batch_size)]
-        for group in (groups[i] for i in rng.permutation(len(groups))):
-            tokens = np.zeros((len(group), lengths[group].max()), np.int32)  # <pad> = 0
-            for row, k in enumerate(group):
-                tokens[row, : lengths[k]] = pairs[k][1]
-            images = [pairs[k][0] for k in group]
-            yield {"features": split.features[images].astype(np.float32), "tokens": tokens}
+        for epoch in epochs:
+            rng = np.random.default_rng([seed, epoch])
+            order = rng.permutation(len(pairs))[: steps * batch_size]
+            # Sorting windows of 50 batches by length keeps padding small while every batch stays a random draw.
+            window = 50 * batch_size
+            chunks = [sorted(order[i:i + window], key=lambda k: lengths[k]) for i in range(0, len(order), window)]
+            groups = [chunk[i:i + batch_size] for chunk in chunks for i in range(0, len(chunk), batch_size)]
+            for group in (groups[i] for i in rng.permutation(len(groups))):
+                tokens = np.zeros((batch_size, lengths[group].max()), np.int32)  # <pad> = 0
+                for row, k in enumerate(group):
+                    tokens[row, : lengths[k]] = pairs[k][1]
+                images = [pairs[k][0] for k in group]
+                yield {"features": split.features[images].astype(np.float32), "tokens": tokens}
 
     locations, channels = split.features.shape[1:]
-    signature = {"features": tf.TensorSpec((None, locations, channels), tf.float32),
-                 "tokens": tf.TensorSpec((None, None), tf.int32)}
+    signature = {"features": tf.TensorSpec((batch_size, locations, channels), tf.float32),
+                 "tokens": tf.TensorSpec((batch_size, None), tf.int32)}
     dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    # Every worker runs this generator and keeps its own slice of each batch.
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE), steps
 
 
 # --- models -------------------------------------------------------------------------------------------------------
@@ -100,8 +102,6 @@ def vocabulary_for(config: TrainConfig, train: list[Record], start: Captioner | 
     """The vocabulary of a run. Fine-tuning from a model: `keep` its vocabulary (new words become <unk>),
     `extend` it with the new data's frequent words (old ids unchanged, new rows freshly initialised), or
     `rebuild` it from the new data (rows of words both share are copied, the rest initialised afresh)."""
-    if config.vocab_policy not in VOCAB_POLICIES:
-        raise ValueError(f"vocab_policy must be one of {', '.join(VOCAB_POLICIES)}, not {config.vocab_policy!r}")
     captions = (caption for record in train for caption in record.captions)
     if start is None or config.vocab_policy == "rebuild":
         return Vocabulary.build(captions, min_count=config.min_count)
@@ -120,7 +120,7 @@ def transfer_weights(source: ShowAttendTell, source_vocabulary: Vocabulary, targ
     source_ids = {word: i for i, word in enumerate(source_vocabulary.words)}
     shared = [(i, source_ids[word]) for i, word in enumerate(target_vocabulary.words) if word in source_ids]
     to_rows, from_rows = (np.asarray(ids) for ids in zip(*shared))
-    for mine, theirs in zip(target.decoder.weights, source.decoder.weights):
+    for mine, theirs in zip(target.weights, source.weights, strict=True):
         value = keras.ops.convert_to_numpy(theirs)
         axis = next((axis for suffix, axis in WORD_AXES.items() if mine.path.endswith(suffix)), None)
         if axis is not None:
@@ -140,27 +140,50 @@ def build_model(config: TrainConfig, vocabulary: Vocabulary, grid_shape, feature
         model = ShowAttendTell.from_config(settings)
         transfer_weights(start.model, start.vocabulary, model, vocabulary)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=config.clipnorm))
+    # Built inside the first traced step instead, its variables would make TensorFlow trace that step twice.
+    model.optimizer.build(model.trainable_variables)
     return model
+
+
+class MultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+    """MultiWorkerMirroredStrategy with a `reduce` that takes what Keras's `fit` gives it, as MirroredStrategy's
+    does: a whole input batch (a dict here, to build the model) and scalar metrics "along axis 0"
+    (keras-team/keras#20329, tensorflow/tensorflow#72388)."""
+
+    def reduce(self, reduce_op, value, axis):
+        def reduce(part):
+            scalar = self.experimental_local_results(part)[0].shape.rank == 0
+            return super(MultiWorkerStrategy, self).reduce(reduce_op, part, None if scalar else axis)
+
+        return tf.nest.map_structure(reduce, value)
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
     """`mirrored`: the devices of this machine; `multi-worker`: several machines, described by TF_CONFIG."""
     strategies = {"default": tf.distribute.get_strategy, "mirrored": tf.distribute.MirroredStrategy,
-                  "multi-worker": tf.distribute.MultiWorkerMirroredStrategy}
+                  "multi-worker": MultiWorkerStrategy}
     if name not in strategies:
         raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(strategies)}")
     return strategies[name]()
 
 
-def is_chief() -> bool:
-    """Only the chief writes files in a multi-worker run; a run without TF_CONFIG is its own chief."""
-    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
-    return task.get("type", "chief") == "chief" or (task.get("type") == "worker" and task.get("index", 0) == 0)
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run's files: always, except on the other workers of a multi-worker run."""
+    return strategy.extended.should_checkpoint
+
+
+def random_streams(model: keras.Model) -> list:
+    """The states of the model's random streams (dropout, hard attention's sampling), which `.keras` files omit."""
+    return [variable for variable in model.variables if variable.name == "seed_generator_state"]
 
 
 # --- callbacks ----------------------------------------------------------------------------------------------------
 class DevScores(keras.callbacks.Callback):
-    """After each epoch, decode dev by beam search (never teacher forcing) and add its scores to the logs."""
+    """After each epoch, decode dev by beam search (never teacher forcing) and add its scores to the logs.
+
+    Every worker of a multi-worker run decodes: their weights are the same, so are their scores, and so every
+    worker takes the same decisions on the learning rate and stopping without having to be told.
+    """
 
     def __init__(self, captioner: Captioner, dev: Split, beam_size: int):
         super().__init__()
@@ -173,15 +196,54 @@ class DevScores(keras.callbacks.Callback):
         print(f"\nepoch {epoch + 1}: dev " + ", ".join(f"{k[4:]} {v:.4f}" for k, v in logs.items() if k.startswith("dev_")))
 
 
-class RunKeeper(keras.callbacks.Callback):
-    """Checkpoints every epoch, keeps the best model by dev CIDEr, decays the learning rate on a plateau and
-    stops early — with its own state saved beside the checkpoint, so `--resume` carries on exactly."""
+class RunLog(keras.callbacks.Callback):
+    """`log.csv`, a row per epoch (losses, learning rate, dev scores), and `progress.png` drawn from it.
 
-    def __init__(self, run: Path, captioner: Captioner, config: TrainConfig, state: dict | None = None):
+    It writes before the checkpoint, so a run killed in between has logged an epoch it will redo: resuming drops
+    the rows after the checkpoint's epoch.
+    """
+
+    def __init__(self, run: Path, resumed_epoch: int = 0):
         super().__init__()
-        self.run, self.captioner, self.config = run, captioner, config
+        self.csv, self.png = run / "log.csv", run / "progress.png"
+        self.rows = []
+        if resumed_epoch and self.csv.exists():
+            with open(self.csv, newline="") as file:
+                self.rows = [row for row in csv.DictReader(file) if int(row["epoch"]) <= resumed_epoch]
+
+    def on_epoch_end(self, epoch, logs=None):
+        learning_rate = float(self.model.optimizer.learning_rate.numpy())
+        self.rows.append({"epoch": epoch + 1, "learning_rate": learning_rate, **logs})
+        text = io.StringIO()
+        writer = csv.DictWriter(text, list(self.rows[0]), restval="", extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        _write_atomically(self.csv, text.getvalue())
+        self._plot()
+
+    def _plot(self):
+        epochs = [int(row["epoch"]) for row in self.rows]
+        figure = Figure(figsize=(10, 4), layout="tight")
+        left, right = figure.subplots(1, 2)
+        for axes, keys in ((left, ("loss", "xent")), (right, ("dev_BLEU-4", "dev_CIDEr"))):
+            for key in keys:
+                axes.plot(epochs, [float(row.get(key) or "nan") for row in self.rows], marker="o",
+                          label=key.removeprefix("dev_"))
+        for axes, title in ((left, "training"), (right, "dev, real decoding")):
+            axes.set(xlabel="epoch", title=title)
+            axes.legend()
+        figure.savefig(self.png, dpi=80)
+
+
+class RunKeeper(keras.callbacks.Callback):
+    """Keeps the best model by dev CIDEr, decays the learning rate on a plateau, stops early and checkpoints
+    every epoch, with its own state and the random streams saved beside the checkpoint so `--resume` carries on
+    exactly where the run stopped."""
+
+    def __init__(self, run: Path, captioner: Captioner, config: TrainConfig, state: dict | None, writes: bool):
+        super().__init__()
+        self.run, self.captioner, self.config, self.writes = run, captioner, config, writes
         self.state = state or {"epoch": 0, "best": -1.0, "since_best": 0, "checkpoint": None}
-        self.writes = is_chief()
 
     def on_epoch_end(self, epoch, logs=None):
         cider = logs.get("dev_CIDEr", -1.0)
@@ -193,24 +255,24 @@ class RunKeeper(keras.callbacks.Callback):
         else:
             self.state["since_best"] += 1
             if self.state["since_best"] % self.config.lr_patience == 0:
-                learning_rate = float(self.model.optimizer.learning_rate) * self.config.lr_decay
-                self.model.optimizer.learning_rate.assign(learning_rate)
-                print(f"dev CIDEr has not improved for {self.state['since_best']} epochs: learning rate {learning_rate:.2e}")
+                optimizer = self.model.optimizer
+                optimizer.learning_rate = float(optimizer.learning_rate.numpy()) * self.config.lr_decay
+                print(f"dev CIDEr has not improved for {self.state['since_best']} epochs: "
+                      f"learning rate {float(optimizer.learning_rate.numpy()):.2e}")
             if self.state["since_best"] >= self.config.early_stopping:
+                print(f"dev CIDEr has not improved for {self.state['since_best']} epochs: stopping")
                 self.model.stop_training = True
-        logs["learning_rate"] = float(self.model.optimizer.learning_rate)
-        self._checkpoint(epoch + 1)
+        self.state["random"] = [stream.numpy().tolist() for stream in random_streams(self.model)]
+        if self.writes:
+            self._checkpoint(epoch + 1)
 
     def _checkpoint(self, epoch: int):
-        # Every worker saves (the variables may live across workers); only the chief keeps what it saved.
-        folder = self.run / "checkpoints" if self.writes else Path(tempfile.mkdtemp())
+        folder = self.run / "checkpoints"
         folder.mkdir(parents=True, exist_ok=True)
         name = f"epoch-{epoch:03d}.keras"
-        partial = folder / f".{name}.partial"
-        self.model.save(partial.with_suffix(".keras"))  # Keras insists on the suffix
-        if not self.writes:
-            return
-        os.replace(partial.with_suffix(".keras"), folder / name)
+        partial = folder / f".{name}"  # Keras insists on the .keras suffix
+        self.model.save(partial)
+        os.replace(partial, folder / name)
         previous, self.state["checkpoint"] = self.state["checkpoint"], name
         _write_atomically(self.run / "state.json", json.dumps(self.state, indent=2))
         # The older checkpoint goes only once state.json names the new one: a kill at any point leaves one to resume.
@@ -218,43 +280,32 @@ class RunKeeper(keras.callbacks.Callback):
             (folder / previous).unlink(missing_ok=True)
 
 
-class ProgressPlot(keras.callbacks.Callback):
-    """`progress.png`: training loss and dev scores by epoch, redrawn from the CSV log after every epoch."""
-
-    def __init__(self, log: Path, out: Path):
-        super().__init__()
-        self.log, self.out = log, out
-
-    def on_epoch_end(self, epoch, logs=None):
-        with open(self.log) as file:
-            rows = list(csv.DictReader(file))
-        epochs = [int(row["epoch"]) + 1 for row in rows]
-        figure = Figure(figsize=(10, 4), layout="tight")
-        left, right = figure.subplots(1, 2)
-        for key in ("loss", "xent"):
-            left.plot(epochs, [float(row[key]) for row in rows], marker="o", label=key)
-        for key in ("dev_BLEU-4", "dev_CIDEr"):
-            right.plot(epochs, [float(row.get(key) or "nan") for row in rows], marker="o", label=key[4:])
-        for axes, title in ((left, "training"), (right, "dev, real decoding")):
-            axes.set(xlabel="epoch", title=title)
-            axes.legend()
-        figure.savefig(self.out, dpi=80)
-
-
 # --- the run ------------------------------------------------------------------------------------------------------
 def train(config: TrainConfig, resume: bool = False) -> Path:
-    """Runs (or resumes) training as configured; returns the folder of the best model."""
+    """Runs (or resumes) training as configured; returns the folder of the best model.
+
+    In a multi-worker run every worker runs this with the same configuration; only the chief writes files, so
+    `--out` must be storage every worker sees for the others to `--resume`.
+    """
     run = Path(config.out)
-    strategy = make_strategy(config.strategy)
-    keras.utils.set_random_seed(config.seed)
+    strategy = make_strategy(config.strategy)  # first: a multi-worker strategy must exist before other TF work
     state = None
     if resume:
         if not (run / "state.json").exists():
             raise FileNotFoundError(f"{run} has no state.json to resume from: start the run without --resume")
         config = TrainConfig.load(run / "config.json")
         state = json.loads((run / "state.json").read_text())
+        if state["epoch"] >= config.epochs or state["since_best"] >= config.early_stopping:
+            print(f"{run} finished after epoch {state['epoch']}: nothing to resume")
+            return run / "best"
     elif (run / "state.json").exists():
         raise FileExistsError(f"{run} already holds a run: pass --resume to continue it, or choose another --out")
+    replicas = strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+        raise ValueError(f"batch_size {config.batch_size} does not split evenly over {replicas} replicas")
+    if replicas > 1:
+        print(f"{config.strategy} strategy: {replicas} replicas of {config.batch_size // replicas} captions a batch")
+    keras.utils.set_random_seed(config.seed)
     records, report = read_dataset(config.dataset, Path(config.data), Path(config.images) if config.images else None)
     print(report)
     train_records = [r for r in records if r.split == "train"]
@@ -269,26 +320,29 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         vocabulary = vocabulary_for(config, train_records, start)
     store = FeatureStore(encoder_settings, Path(config.cache))
     train_split, dev_split = store.split(train_records), store.split(dev_records)
-    grid_shape = store.encoder.grid_shape
-    feature_dim = train_split.features.shape[-1]
+    first_epoch = state["epoch"] if state else 0
+    dataset, steps = caption_dataset(train_split, vocabulary, config.batch_size, config.seed,
+                                     config.max_caption_words, range(first_epoch, config.epochs))
 
     with strategy.scope():
         if resume:
             model = keras.saving.load_model(run / "checkpoints" / state["checkpoint"], safe_mode=True)
+            for stream, value in zip(random_streams(model), state["random"], strict=True):
+                stream.assign(value)
         else:
-            model = build_model(config, vocabulary, grid_shape, feature_dim, start)
-    if is_chief() and not resume:
+            model = build_model(config, vocabulary, store.encoder.grid_shape, train_split.features.shape[-1], start)
+    writes = is_chief(strategy)
+    if writes and not resume:
         run.mkdir(parents=True, exist_ok=True)
         config.save(run / "config.json")
         vocabulary.save(run / "vocabulary.json")
     captioner = Captioner(model, vocabulary, encoder_settings, max_length=config.max_length)
-    first_epoch = state["epoch"] if state else 0
-    dataset = caption_dataset(train_split, vocabulary, config.batch_size, config.seed, config.max_caption_words,
-                              first_epoch)
-    callbacks = [DevScores(captioner, dev_split, config.val_beam_size), RunKeeper(run, captioner, config, state)]
-    if is_chief():
-        callbacks += [keras.callbacks.CSVLogger(run / "log.csv", append=resume), ProgressPlot(run / "log.csv", run / "progress.png")]
-    model.fit(dataset, epochs=config.epochs, initial_epoch=first_epoch, callbacks=callbacks, verbose="auto")
+    callbacks = [DevScores(captioner, dev_split, config.val_beam_size)]
+    if writes:
+        callbacks.append(RunLog(run, first_epoch))
+    callbacks.append(RunKeeper(run, captioner, config, state, writes))
+    model.fit(dataset, epochs=config.epochs, initial_epoch=first_epoch, steps_per_epoch=steps, shuffle=False,
+              callbacks=callbacks, verbose="auto")
     return run / "best"
 
 

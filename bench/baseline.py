@@ -1,0 +1,45 @@
+"""The reference: the TensorFlow tutorial's design on the standard workload, run as its own script, in its own
+processes (one for training, one for inference), with its lines renamed to this benchmark's records."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from workload import Workload
+
+SCRIPT = Path(__file__).resolve().parents[2] / "shared" / "bench" / "tutorial_baseline.py"
+# The script's metric -> (our record name, unit); its "env" lines are left out.
+METRICS = {
+    "train_captions_per_s": ("baseline_train", "captions/s"),
+    "greedy_images_per_s": ("baseline_greedy", "images/s"),
+    "greedy_images_per_s_extra_tffunction_step": ("baseline_greedy_tffunction_step", "images/s"),
+    "peak_rss_mb": ("baseline_peak_rss", "MB"),
+}
+
+
+def tutorial(workload: Workload, script: Path = SCRIPT) -> Iterator[dict]:
+    if not script.exists():
+        raise FileNotFoundError(f"no baseline script at {script}")
+    for mode in ("train", "infer"):
+        command = [sys.executable, str(script), "--mode", mode, *_options(workload)]
+        finished = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+        if finished.returncode != 0:
+            raise RuntimeError(f"the baseline's {mode} run failed (exit {finished.returncode})")
+        for line in finished.stdout.splitlines():
+            reported = json.loads(line)
+            metric = reported.pop("metric")
+            reported.pop("baseline")
+            if metric in METRICS:
+                name, unit = METRICS[metric]
+                yield {"name": name, "value": reported.pop("value"), "unit": unit, "mode": mode, **reported}
+
+
+def _options(workload: Workload) -> list[str]:
+    """The script's own model sizes are the standard workload's; only counts can shrink for `--quick`."""
+    batches = ["--batches", *map(str, workload.train_batches)]
+    if workload.quick:
+        return [*batches, "--warmup", "0", "--reps", "1", "--imgs-per-rep", "1"]
+    return [*batches, "--warmup", str(workload.warmup), "--reps", str(workload.reps)]

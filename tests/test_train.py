@@ -1,0 +1,324 @@
+"""Training on a tiny real Flickr8k subset with a tiny model: run files, exact resume, kills, fine-tuning policies,
+plateau handling and tf.distribute strategies, mostly through the `captioner train` command line."""
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from captioner.api import Captioner
+from captioner.cli import main
+from captioner.config import TrainConfig
+from captioner.data import read_dataset
+from captioner.evaluate import METRICS
+from captioner.train import FeatureStore, build_model, caption_dataset, vocabulary_for
+from captioner.vocab import Vocabulary
+from tiny_flickr8k import write_tiny_flickr8k
+
+TINY = {"embedding-dim": 16, "units": 16, "attention-units": 16, "batch-size": 16, "min-count": 2,
+        "val-beam-size": 2, "val-images": 4, "epochs": 3}
+# The command line's own module, so subprocesses run exactly what `captioner` runs.
+CLI = "from captioner.cli import main; import sys; sys.exit(main(sys.argv[1:]))"
+# MirroredStrategy takes the logical devices there are; two must be declared before TensorFlow starts.
+TWO_LOGICAL_CPUS = """import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+""" + CLI
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory, flickr8k_dir):
+    return write_tiny_flickr8k(flickr8k_dir, tmp_path_factory.mktemp("data") / "flickr8k", train=24, dev=4)
+
+
+@pytest.fixture(scope="module")
+def other_data(tmp_path_factory, flickr8k_dir):
+    """Other images, other captions: data to fine-tune on."""
+    return write_tiny_flickr8k(flickr8k_dir, tmp_path_factory.mktemp("other") / "flickr8k", train=24, dev=4, skip=24)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("features")
+
+
+def train_args(data, out, cache, **changes) -> list[str]:
+    settings = {**TINY, "data": data, "out": out, "cache": cache, **changes}
+    return ["train", *(item for name, value in settings.items() for item in (f"--{name}", str(value)))]
+
+
+def read_log(run) -> list[dict]:
+    with open(run / "log.csv", newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def weights_of(checkpoint) -> list[np.ndarray]:
+    model = keras.saving.load_model(checkpoint, safe_mode=True)
+    return [np.asarray(v) for v in model.weights + model.optimizer.variables]
+
+
+@pytest.fixture(scope="module")
+def full_run(data, cache, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "full"
+    assert main(train_args(data, out, cache)) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_a_run_writes_config_vocabulary_checkpoint_state_log_plot_and_best_model(full_run, data, cache):
+    config = TrainConfig.load(full_run / "config.json")
+    assert (config.units, config.batch_size, config.epochs, config.data) == (16, 16, 3, str(data))
+    vocabulary = Vocabulary.load(full_run / "vocabulary.json")
+    assert sorted(path.name for path in (full_run / "checkpoints").iterdir()) == ["epoch-003.keras"]
+    state = json.loads((full_run / "state.json").read_text())
+    assert (state["epoch"], state["checkpoint"]) == (3, "epoch-003.keras")
+
+    rows = read_log(full_run)
+    assert [row["epoch"] for row in rows] == ["1", "2", "3"]
+    assert {"loss", "xent", "learning_rate", "dev_BLEU-4", "dev_CIDEr"} <= rows[0].keys()
+    assert all(float(row["loss"]) > float(row["xent"]) > 0 for row in rows)
+    assert state["best"] == pytest.approx(max(float(row["dev_CIDEr"]) for row in rows))
+    with Image.open(full_run / "progress.png") as plot:
+        assert plot.format == "PNG" and plot.width > 400
+
+    best = Captioner.load(full_run / "best")
+    assert best.vocabulary.words == vocabulary.words
+    records, _ = read_dataset("flickr8k", data)
+    [caption] = best.caption([records[0].image], beam_size=1)
+    assert set(caption.words) <= set(vocabulary.words)
+
+
+@pytest.mark.slow
+def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(full_run, data, cache, tmp_path):
+    """SIGKILL in the second of three epochs: the checkpoint state.json names loads, and `--resume` ends where the
+    uninterrupted run ended: same state, log, weights and optimizer state (same seed, same batches, same dropout)."""
+    out = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-c", CLI, *train_args(data, out, cache)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "state.json").exists():
+            assert process.poll() is None and time.monotonic() < deadline, "the run wrote no checkpoint"
+            time.sleep(0.05)
+        time.sleep(0.3)  # into the second epoch
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    state = json.loads((out / "state.json").read_text())
+    assert state["epoch"] in (1, 2)
+    keras.saving.load_model(out / "checkpoints" / state["checkpoint"], safe_mode=True)
+
+    assert main(["train", "--resume", "--out", str(out)]) == 0
+    assert json.loads((out / "state.json").read_text()) == json.loads((full_run / "state.json").read_text())
+    assert sorted(path.name for path in (out / "checkpoints").glob("epoch-*.keras")) == ["epoch-003.keras"]
+    resumed, uninterrupted = read_log(out), read_log(full_run)
+    assert [row["epoch"] for row in resumed] == ["1", "2", "3"]
+    for row, expected in zip(resumed, uninterrupted):
+        assert float(row["loss"]) == pytest.approx(float(expected["loss"]), rel=1e-5)
+    for mine, theirs in zip(weights_of(out / "checkpoints/epoch-003.keras"),
+                            weights_of(full_run / "checkpoints/epoch-003.keras"), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_resume_without_a_run_is_a_one_line_error(tmp_path, capsys):
+    assert main(["train", "--resume", "--out", str(tmp_path / "nothing")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "no state.json to resume from" in error
+
+
+@pytest.mark.slow
+def test_starting_over_an_existing_run_is_a_one_line_error(full_run, data, cache, capsys):
+    assert main(train_args(data, full_run, cache)) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "already holds a run: pass --resume" in error
+
+
+@pytest.mark.parametrize("setting, value, message", [
+    ("lr-patience", 0, "lr_patience must be at least 1"),
+    ("vocab-policy", "merge", "vocab_policy must be one of keep, extend, rebuild"),
+    ("strategy", "tpu", "strategy must be one of default, mirrored, multi-worker"),
+])
+def test_bad_settings_are_one_line_errors(tmp_path, capsys, setting, value, message):
+    assert main(["train", "--out", str(tmp_path), f"--{setting}", str(value)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and message in error
+
+
+# --- fine-tuning --------------------------------------------------------------------------------------------------
+def rows_by_word(model, vocabulary) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each word's embedding row and output column."""
+    decoder = model.decoder
+    embedding = np.asarray(decoder.embedding.embeddings)
+    kernel = np.asarray(decoder.vocabulary_projection.kernel)
+    return {word: (embedding[i], kernel[:, i]) for i, word in enumerate(vocabulary.words)}
+
+
+def assert_other_weights_copied(model, source):
+    """Every weight not indexed by word (LSTM, attention, initial state...) equals the source model's."""
+    decoder = model.decoder
+    word_indexed = {weight.path for weight in (decoder.embedding.embeddings, *decoder.vocabulary_projection.weights)}
+    others = [(mine, theirs) for mine, theirs in zip(model.weights, source.weights, strict=True)
+              if mine.path not in word_indexed]
+    assert len(others) > 10
+    for mine, theirs in others:
+        np.testing.assert_array_equal(np.asarray(mine), np.asarray(theirs))
+
+
+def fine_tune_start(full_run, data, policy):
+    source = Captioner.load(full_run / "best")
+    config = TrainConfig(data=str(data), vocab_policy=policy, min_count=2, init_from=str(full_run / "best"))
+    records, _ = read_dataset("flickr8k", data)
+    vocabulary = vocabulary_for(config, [r for r in records if r.split == "train"], source)
+    return source, vocabulary, build_model(config, vocabulary, source.grid_shape, 512, source)
+
+
+@pytest.mark.slow
+def test_keep_policy_starts_as_the_source_model_at_its_loss(full_run, data, cache):
+    source, vocabulary, model = fine_tune_start(full_run, data, "keep")
+    assert vocabulary.words == source.vocabulary.words
+    records, _ = read_dataset("flickr8k", data)
+    split = FeatureStore(source.encoder_settings, cache).split([r for r in records if r.split == "train"])
+    dataset, _ = caption_dataset(split, vocabulary, 16, 0, 30, range(1))
+    batch = next(iter(dataset))
+    losses = [float(m.compute_loss(x=batch, y_pred=m(batch), training=False)) for m in (source.model, model)]
+    assert losses[0] > 0 and losses[1] == pytest.approx(losses[0], rel=1e-6)
+
+
+@pytest.mark.slow
+def test_extend_policy_keeps_old_ids_and_their_rows(full_run, other_data):
+    source, vocabulary, model = fine_tune_start(full_run, other_data, "extend")
+    old = source.vocabulary.words
+    assert vocabulary.words[: len(old)] == old and len(vocabulary) > len(old)
+    before, after = rows_by_word(source.model, source.vocabulary), rows_by_word(model, vocabulary)
+    for word in old:
+        for mine, theirs in zip(after[word], before[word]):
+            np.testing.assert_array_equal(mine, theirs)
+    assert_other_weights_copied(model, source.model)
+
+
+@pytest.mark.slow
+def test_rebuild_policy_copies_shared_words_and_starts_the_others_fresh(full_run, other_data):
+    source, vocabulary, model = fine_tune_start(full_run, other_data, "rebuild")
+    records, _ = read_dataset("flickr8k", other_data)
+    expected = Vocabulary.build((c for r in records if r.split == "train" for c in r.captions), min_count=2)
+    assert vocabulary.words == expected.words != source.vocabulary.words
+    before, after = rows_by_word(source.model, source.vocabulary), rows_by_word(model, vocabulary)
+    shared = [word for word in vocabulary.words if word in before]
+    new = [word for word in vocabulary.words if word not in before]
+    assert shared and new
+    assert any(vocabulary.words.index(word) != source.vocabulary.words.index(word) for word in shared)
+    for word in shared:
+        for mine, theirs in zip(after[word], before[word]):
+            np.testing.assert_array_equal(mine, theirs)
+    assert_other_weights_copied(model, source.model)
+    source_rows = np.stack([embedding for embedding, _ in before.values()])
+    for word in new:
+        assert not np.isclose(source_rows, after[word][0]).all(axis=1).any(), f"{word!r} got a copied row"
+
+
+@pytest.mark.slow
+def test_fine_tuning_run_from_a_model(full_run, other_data, cache, tmp_path):
+    out = tmp_path / "tuned"
+    args = train_args(other_data, out, cache, epochs=1, **{"init-from": full_run / "best", "vocab-policy": "extend"})
+    assert main(args) == 0
+    source = Captioner.load(full_run / "best")
+    records, _ = read_dataset("flickr8k", other_data)
+    expected = source.vocabulary.extend((c for r in records if r.split == "train" for c in r.captions), 2)
+    assert Vocabulary.load(out / "vocabulary.json").words == expected.words
+    assert Captioner.load(out / "best").model.get_config()["decoder"]["config"]["units"] == 16
+
+
+# --- plateaus -----------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_learning_rate_decays_on_a_plateau_and_training_stops_early(data, cache, tmp_path, monkeypatch):
+    """Dev CIDEr is scripted: best at epoch 2, then flat. Patience 2 halves the rate after epoch 4; early stopping
+    after 3 epochs without improvement ends the run after epoch 5 of 10."""
+    cider = iter([0.1, 0.3, 0.2, 0.2, 0.2, 0.9, 0.9, 0.9, 0.9, 0.9])
+    weights_when_scored = []
+
+    def scripted(captioner, records, *args, **kwargs):
+        weights_when_scored.append([np.asarray(v) for v in captioner.model.weights])
+        return {**{name: 0.0 for name in METRICS}, "METEOR": None, "CIDEr": next(cider)}, []
+
+    monkeypatch.setattr("captioner.train.evaluate", scripted)
+    out = tmp_path / "run"
+    args = train_args(data, out, cache, epochs=10, **{"lr-patience": 2, "lr-decay": 0.5, "early-stopping": 3})
+    assert main(args) == 0
+
+    rows = read_log(out)
+    assert [int(row["epoch"]) for row in rows] == [1, 2, 3, 4, 5]
+    assert [float(row["learning_rate"]) for row in rows] == pytest.approx([1e-3, 1e-3, 1e-3, 1e-3, 5e-4])
+    state = json.loads((out / "state.json").read_text())
+    assert (state["epoch"], state["best"], state["since_best"]) == (5, 0.3, 3)
+    checkpoint = keras.saving.load_model(out / "checkpoints" / state["checkpoint"], safe_mode=True)
+    assert float(checkpoint.optimizer.learning_rate.numpy()) == pytest.approx(5e-4)
+    best = Captioner.load(out / "best").model
+    for mine, scored in zip(best.weights, weights_when_scored[1], strict=True):
+        np.testing.assert_array_equal(np.asarray(mine), scored)
+
+    assert main(["train", "--resume", "--out", str(out)]) == 0  # nothing left to do
+    assert len(read_log(out)) == 5
+
+
+# --- tf.distribute ------------------------------------------------------------------------------------------------
+DISTRIBUTED = {"epochs": 1, "dropout": 0.0}  # dropout masks depend on how a batch is split
+
+
+@pytest.fixture(scope="module")
+def one_device_log(data, cache, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "one-device"
+    assert main(train_args(data, out, cache, **DISTRIBUTED)) == 0
+    return read_log(out)
+
+
+def assert_same_training(log, expected):
+    assert len(log) == len(expected) == 1
+    assert float(log[0]["loss"]) == pytest.approx(float(expected[0]["loss"]), rel=1e-4)
+    assert float(log[0]["xent"]) == pytest.approx(float(expected[0]["xent"]), rel=1e-3)
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_logical_cpus_trains_like_one_device(data, cache, tmp_path, one_device_log):
+    out = tmp_path / "run"
+    args = train_args(data, out, cache, strategy="mirrored", **DISTRIBUTED)
+    done = subprocess.run([sys.executable, "-c", TWO_LOGICAL_CPUS, *args], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "mirrored strategy: 2 replicas of 8 captions a batch" in done.stdout
+    assert_same_training(read_log(out), one_device_log)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_workers_on_localhost_train_like_one_device(data, cache, tmp_path, one_device_log):
+    """Each worker gets its own --out: only the chief may write anything."""
+    cluster = {"worker": [f"localhost:{free_port()}", f"localhost:{free_port()}"]}
+    workers = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        args = train_args(data, tmp_path / f"worker-{index}", cache, strategy="multi-worker", **DISTRIBUTED)
+        workers.append(subprocess.Popen([sys.executable, "-c", CLI, *args], env={**os.environ, "TF_CONFIG": tf_config},
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    try:
+        outputs = [worker.communicate(timeout=240) for worker in workers]
+    finally:
+        for worker in workers:
+            worker.kill()
+    for worker, (stdout, stderr) in zip(workers, outputs):
+        assert worker.returncode == 0, stderr[-2000:]
+        assert "multi-worker strategy: 2 replicas of 8 captions a batch" in stdout
+    assert not (tmp_path / "worker-1").exists()
+    assert_same_training(read_log(tmp_path / "worker-0"), one_device_log)
+    assert Captioner.load(tmp_path / "worker-0" / "best").vocabulary.words
