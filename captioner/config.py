@@ -23,6 +23,8 @@ class TrainConfig:
     # encoder
     backbone: str = "squeezenet"
     image_size: int = 224
+    encoder_blocks: int = 0  # top encoder blocks fine-tuned with the decoder, from cached features below them
+    encoder_learning_rate: float = 1e-4
     # decoder
     attention: str = "soft"
     score: str = "additive"
@@ -60,6 +62,8 @@ class TrainConfig:
         for name in at_least_one:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.encoder_blocks < 0:
+            raise ValueError(f"encoder_blocks must be at least 0, got {self.encoder_blocks}")
         if not 0 < self.lr_decay <= 1:
             raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
         if self.val_images is not None and self.val_images < 1:

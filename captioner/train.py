@@ -23,9 +23,10 @@ from .api import Captioner
 from .config import TrainConfig
 from .data import Record, read_dataset
 from .data.cache import FeatureCache
-from .encoder import CNNEncoder
+from .encoder import CNNEncoder, EncoderHead
 from .evaluate import METRICS, evaluate
 from .model import ShowAttendTell, show_attend_tell
+from .optimizer import GroupedAdam
 from .preprocess import load_image, to_array
 from .vocab import Vocabulary
 
@@ -131,15 +132,25 @@ def transfer_weights(source: ShowAttendTell, source_vocabulary: Vocabulary, targ
 
 
 def build_model(config: TrainConfig, vocabulary: Vocabulary, grid_shape, feature_dim, start: Captioner | None):
-    """A new model as configured, or, fine-tuning, one shaped like `start` over `vocabulary` with its weights."""
+    """A new model as configured, or, fine-tuning, one shaped like `start` over `vocabulary` with its weights.
+
+    `grid_shape` and `feature_dim` are those of the cached features; with `encoder_blocks`, the model's
+    encoder head (pretrained, trained at `encoder_learning_rate`) turns them into what the decoder sees.
+    """
     if start is None:
-        model = show_attend_tell(len(vocabulary), feature_dim, grid_shape, **config.model_settings())
+        head = None
+        if config.encoder_blocks:
+            head = EncoderHead(config.backbone, config.encoder_blocks, config.image_size, weights="imagenet",
+                               name="encoder_head")
+            grid_shape, feature_dim = head.grid_shape, head.feature_dim
+        model = show_attend_tell(len(vocabulary), feature_dim, grid_shape, encoder_head=head, **config.model_settings())
     else:
         settings = start.model.get_config()
         settings["decoder"]["config"]["vocab_size"] = len(vocabulary)
         model = ShowAttendTell.from_config(settings)
         transfer_weights(start.model, start.vocabulary, model, vocabulary)
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=config.clipnorm))
+    encoder_rate = {"encoder_head": config.encoder_learning_rate / config.learning_rate}
+    model.compile(optimizer=GroupedAdam(config.learning_rate, clipnorm=config.clipnorm, multipliers=encoder_rate))
     # Built inside the first traced step instead, its variables would make TensorFlow trace that step twice.
     model.optimizer.build(model.trainable_variables)
     return model
@@ -313,7 +324,8 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     if not train_records or not dev_records:
         raise ValueError(f"{config.data}: training needs train and dev images, found {len(train_records)} and {len(dev_records)}")
     start = Captioner.load(config.init_from) if config.init_from else None
-    encoder_settings = start.encoder_settings if start else {"backbone": config.backbone, "image_size": config.image_size}
+    encoder_settings = start.encoder_settings if start else {
+        "backbone": config.backbone, "image_size": config.image_size, "exclude_top": config.encoder_blocks}
     if resume:
         vocabulary = Vocabulary.load(run / "vocabulary.json")
     else:

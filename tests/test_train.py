@@ -18,6 +18,7 @@ from captioner.api import Captioner
 from captioner.cli import main
 from captioner.config import TrainConfig
 from captioner.data import read_dataset
+from captioner.encoder import EncoderHead
 from captioner.evaluate import METRICS
 from captioner.train import FeatureStore, build_model, caption_dataset, vocabulary_for
 from captioner.vocab import Vocabulary
@@ -322,3 +323,21 @@ def test_two_workers_on_localhost_train_like_one_device(data, cache, tmp_path, o
     assert not (tmp_path / "worker-1").exists()
     assert_same_training(read_log(tmp_path / "worker-0"), one_device_log)
     assert Captioner.load(tmp_path / "worker-0" / "best").vocabulary.words
+
+
+@pytest.mark.slow
+def test_encoder_blocks_are_fine_tuned_from_cached_features_below_them(data, tmp_path):
+    out = tmp_path / "tuned"
+    assert main(train_args(data, out, tmp_path / "features", **{"epochs": 1, "encoder-blocks": 2,
+                                                                "encoder-learning-rate": 1e-5})) == 0
+    tuned = Captioner.load(out / "best")
+    assert tuned.encoder_settings["exclude_top"] == 2
+    assert tuned.encoder.grid_shape == (13, 13) and tuned.encoder.feature_dim == 384  # fire7, below fire8 and fire9
+    head = tuned.model.encoder_head
+    assert [w.path.split("/")[1] for w in head.trainable_weights][0].startswith("fire8")
+    # A few steps at 1e-5 move the pretrained blocks a little (Adam steps are about the learning rate), not far.
+    imagenet = EncoderHead("squeezenet", 2, weights="imagenet")
+    moved = [np.abs(np.asarray(a) - np.asarray(b)).max() for a, b in zip(head.weights, imagenet.weights)]
+    assert 0 < max(moved) < 1e-3
+    caption = tuned.caption([next((data / "Images").iterdir())], beam_size=2)[0]
+    assert caption.attention.shape[1:] == (13, 13)
