@@ -69,7 +69,8 @@ class Searcher:
     def _beam(self, features, beam_size):
         batch, locations = tf.shape(features)[0], tf.shape(features)[1]
         k, steps = beam_size, self.max_length
-        memory, state = self.decoder.start(tf.repeat(features, k, axis=0))  # (B*K, ...) image-major
+        # Per-image work once, then one copy per beam: (B*K, ...), image-major.
+        memory, state = tf.nest.map_structure(lambda part: tf.repeat(part, k, axis=0), self.decoder.start(features))
         vocab = self.decoder.vocab_size
         # Only the first beam is alive at the start, so the first step picks K different words.
         scores = tf.tile(tf.constant([0.0] + [-np.inf] * (k - 1))[None], [batch, 1])  # (B, K)
