@@ -1,8 +1,10 @@
 """`Captioner`: the one facade the CLI and notebooks use — load a model, caption images, draw where it looked."""
 from __future__ import annotations
 
+import io
 import json
 import os
+import zipfile
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -10,6 +12,7 @@ from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
+import h5py
 import keras
 import numpy as np
 import tensorflow as tf
@@ -23,6 +26,7 @@ from .search import Decoded, Searcher
 from .vocab import Vocabulary
 
 MODEL_FILE, VOCABULARY_FILE, ENCODER_FILE = "model.keras", "vocabulary.json", "encoder.json"
+WEIGHTS_ENTRY = "model.weights.h5"  # inside a .keras file
 
 
 def weights_dir() -> Path:
@@ -69,6 +73,30 @@ def _read(image, size: int) -> tuple[Result, np.ndarray | None]:
     return Result(image, photo), pixels
 
 
+def _halve_weights(model_file: Path) -> None:
+    """Rewrites the float32 arrays of a .keras file's weights as float16; Keras casts them back as it loads."""
+    with zipfile.ZipFile(model_file) as source:
+        entries = [(item, source.read(item)) for item in source.infolist()]
+        weights = source.read(WEIGHTS_ENTRY)
+    halved = io.BytesIO()
+    with h5py.File(io.BytesIO(weights), "r") as full, h5py.File(halved, "w") as half:
+
+        def copy(name, node):
+            if isinstance(node, h5py.Group):
+                half.require_group(name).attrs.update(node.attrs)
+            else:
+                array = node[()]
+                half.create_dataset(name, data=array.astype(np.float16) if array.dtype == np.float32 else array)
+
+        full.visititems(copy)
+        half.attrs.update(full.attrs)
+    partial = model_file.with_name(model_file.name + ".partial")
+    with zipfile.ZipFile(partial, "w") as target:
+        for item, data in entries:
+            target.writestr(item, halved.getvalue() if item.filename == WEIGHTS_ENTRY else data)
+    os.replace(partial, model_file)
+
+
 def _chunks(items: Iterable, size: int) -> Iterator[list]:
     iterator = iter(items)
     while chunk := list(islice(iterator, size)):
@@ -111,10 +139,21 @@ class Captioner:
         encoder_settings = json.loads((path / ENCODER_FILE).read_text())
         return cls(model, Vocabulary.load(path / VOCABULARY_FILE), encoder_settings)
 
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike, weights_dtype: str = "float32") -> None:
+        """A model folder: the model without its optimizer state, its vocabulary and encoder settings.
+
+        `weights_dtype="float16"` stores the weights at half size, as the shipped models are: they load back
+        as float32, and the logits move by about 1e-4.
+        """
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        self.model.save(path / MODEL_FILE, include_optimizer=False)
+        bare = ShowAttendTell.from_config(self.model.get_config())  # Keras 3 saves the optimizer of a compiled model
+        bare.set_weights(self.model.get_weights())
+        bare.save(path / MODEL_FILE)
+        if weights_dtype == "float16":
+            _halve_weights(path / MODEL_FILE)
+        elif weights_dtype != "float32":
+            raise ValueError(f"weights_dtype must be float32 or float16, not {weights_dtype!r}")
         self.vocabulary.save(path / VOCABULARY_FILE)
         (path / ENCODER_FILE).write_text(json.dumps(self.encoder_settings, indent=2) + "\n")
 

@@ -31,6 +31,7 @@ class ShowAttendTell(keras.Model):
         self.reward_baseline = self.add_weight(shape=(), initializer="zeros", trainable=False, name="reward_baseline")
         # The loss mixes in regularisers; cross-entropy per word alone is what tells how well captions are fit.
         self.xent_tracker = keras.metrics.Mean(name="xent")
+        self.built = True  # every sublayer was built from its settings, so the model needs no sample input
 
     @property
     def attention(self):

@@ -1,0 +1,54 @@
+"""The Captioner facade: save and load, shipped-model storage, presets."""
+import numpy as np
+import pytest
+
+from captioner.api import Captioner, presets
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    return Captioner.load(tiny_model_dir)
+
+
+def features(seed=0):
+    return np.random.default_rng(seed).normal(size=(2, 169, 512)).astype("float32")
+
+
+@pytest.mark.parametrize("weights_dtype, tolerance", [("float32", 0.0), ("float16", 1e-2)])
+def test_saved_folders_load_back_with_the_same_captions(tiny, tmp_path, weights_dtype, tolerance):
+    tiny.save(tmp_path / "copy", weights_dtype=weights_dtype)
+    copy = Captioner.load(tmp_path / "copy")
+    assert copy.vocabulary.words == tiny.vocabulary.words and copy.encoder_settings == tiny.encoder_settings
+    assert all(w.dtype == "float32" for w in copy.model.weights if "seed" not in w.path)
+    batch = {"features": features(), "tokens": np.array([[1, 4, 5, 2], [1, 6, 2, 0]])}
+    np.testing.assert_allclose(np.asarray(copy.model(batch)["logits"]), np.asarray(tiny.model(batch)["logits"]),
+                               atol=tolerance)
+    assert [c.text for c in copy.decode(features())] == [c.text for c in tiny.decode(features())]
+
+
+def test_half_precision_halves_the_file_and_drops_the_optimizer(tiny, tmp_path):
+    tiny.model.compile(optimizer="adam")
+    tiny.model.optimizer.build(tiny.model.trainable_variables)
+    tiny.save(tmp_path / "full")
+    tiny.save(tmp_path / "half", weights_dtype="float16")
+    full, half = (tmp_path / name / "model.keras" for name in ("full", "half"))
+    weights = sum(int(np.prod(w.shape)) for w in tiny.model.weights) * 4
+    assert full.stat().st_size < 1.2 * weights  # no optimizer state: it would triple the file
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+
+
+def test_unknown_presets_and_folders_are_one_line_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAPTIONER_WEIGHTS", str(tmp_path))
+    assert presets() == {}
+    with pytest.raises(ValueError, match="no shipped model 'flickr8k-soft'"):
+        Captioner.from_preset("flickr8k-soft")
+    with pytest.raises(FileNotFoundError, match="not a captioner model folder"):
+        Captioner.load(tmp_path / "nowhere")
+
+
+def test_presets_are_found_by_name_and_the_default_is_named_in_a_file(tiny_model_dir, tmp_path, monkeypatch):
+    (tmp_path / "flickr8k-soft").symlink_to(tiny_model_dir)
+    (tmp_path / "default").write_text("flickr8k-soft\n")
+    monkeypatch.setenv("CAPTIONER_WEIGHTS", str(tmp_path))
+    assert set(presets()) == {"flickr8k-soft", "default"}
+    assert Captioner.from_preset().vocabulary.words == Captioner.load("flickr8k-soft").vocabulary.words
