@@ -58,7 +58,7 @@ def test_precomputed_keys_give_the_same_result(kind):
 def test_local_weights_are_zero_outside_the_window():
     layer = attention("local-global", window=1)
     features, hidden = inputs()
-    scores = layer.local_attention.scores(features, hidden)
+    scores = layer.global_attention.scores(features, hidden)
     weights = np.asarray(layer.local_weights(scores, hidden))  # (B, L)
     centre = np.asarray(layer.centre(layer.centre_hidden(hidden))) * np.asarray(GRID)  # (B, 2)
     cells = layer.cells  # (L, 2)

@@ -1,8 +1,10 @@
 """Local+global attention: Luong's local-p window lifted to the 2-D grid, beside global soft attention.
 
 From h_{t-1} the model predicts a centre p_t = (H, W)·σ(W_p' tanh(W_p h_{t-1})) on the grid; the local map is a
-softmax over the cells within `window` cells of p_t, weighted by a Gaussian exp(−‖(i, j) − p_t‖² / 2σ²) with
-σ = window / 2 (which keeps the centre differentiable), and renormalised. The decoder reads both contexts.
+softmax of the scores over the cells within `window` cells of p_t, weighted by a Gaussian
+exp(−‖(i, j) − p_t‖² / 2σ²) with σ = window / 2 (which keeps the centre differentiable), and renormalised.
+Both maps normalise the same scores, computed once, so the local view costs little more than soft attention.
+The decoder reads both contexts.
 """
 import keras
 import numpy as np
@@ -23,7 +25,7 @@ class LocalGlobalAttention(Attention):
         self.window = window
         self.use_gate = gate
         self.global_attention = SoftAttention(units, score, gate, name="global")
-        self.local_attention = SoftAttention(units, score, gate, name="local")
+        self.local_gate = layers.Dense(1, activation="sigmoid", name="local_gate") if gate else None
         self.centre_hidden = layers.Dense(units, activation="tanh", name="centre_hidden")
         self.centre = layers.Dense(2, activation="sigmoid", name="centre")
         rows, cols = np.meshgrid(np.arange(grid_shape[0]), np.arange(grid_shape[1]), indexing="ij")
@@ -31,12 +33,13 @@ class LocalGlobalAttention(Attention):
 
     def build(self, features_shape, hidden_shape):
         self.global_attention.build(features_shape, hidden_shape)
-        self.local_attention.build(features_shape, hidden_shape)
+        if self.local_gate is not None:
+            self.local_gate.build(hidden_shape)
         self.centre_hidden.build(hidden_shape)
         self.centre.build((None, self.units))
 
     def project_keys(self, features):
-        return self.global_attention.project_keys(features), self.local_attention.project_keys(features)
+        return self.global_attention.project_keys(features)
 
     def context_dim(self, feature_dim):
         return 2 * feature_dim
@@ -53,12 +56,16 @@ class LocalGlobalAttention(Attention):
         return weights / ops.sum(weights, axis=-1, keepdims=True)
 
     def attend(self, features, hidden, keys=None, training=False):
-        global_keys, local_keys = self.project_keys(features) if keys is None else keys
-        overall = self.global_attention.attend(features, hidden, global_keys, training)
-        local = self.local_weights(self.local_attention.scores(features, hidden, local_keys), hidden)
-        context = ops.concatenate([overall.context, self.local_attention.read(local, features, hidden)], axis=-1)
-        alpha = (overall.alpha + local) / 2
-        return Glimpse(context, alpha, alpha, overall.log_prob)
+        scores = self.global_attention.scores(features, hidden, keys)  # (B, L)
+        overall = ops.softmax(scores, axis=-1)
+        local = self.local_weights(scores, hidden)
+        overall_context = self.global_attention.read(overall, features, hidden)
+        local_context = ops.einsum("bl,blc->bc", local, features)  # (B, C)
+        if self.local_gate is not None:
+            local_context = local_context * self.local_gate(hidden)
+        alpha = (overall + local) / 2
+        return Glimpse(ops.concatenate([overall_context, local_context], axis=-1), alpha, alpha,
+                       ops.zeros_like(scores[:, 0]))
 
     def get_config(self):
         return {**super().get_config(), "grid_shape": self.grid_shape, "units": self.units,
