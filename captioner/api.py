@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from .atomic import atomic_file
 from .encoder import CNNEncoder
 from .heatmap import strip
 from .model import ShowAttendTell
@@ -90,11 +91,9 @@ def _halve_weights(model_file: Path) -> None:
 
         full.visititems(copy)
         half.attrs.update(full.attrs)
-    partial = model_file.with_name(model_file.name + ".partial")
-    with zipfile.ZipFile(partial, "w") as target:
+    with atomic_file(model_file) as file, zipfile.ZipFile(file, "w") as target:
         for item, data in entries:
             target.writestr(item, halved.getvalue() if item.filename == WEIGHTS_ENTRY else data)
-    os.replace(partial, model_file)
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:

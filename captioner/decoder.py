@@ -6,7 +6,6 @@ import keras
 import tensorflow as tf
 from keras import layers, ops
 
-from .attention import Glimpse
 
 
 @keras.saving.register_keras_serializable("captioner")

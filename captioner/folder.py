@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from tqdm import tqdm
 
+from .atomic import write_atomically
 from .heatmap import gallery_entry_html, save_png, strip, write_gallery_page
 from .preprocess import SUPPORTED_SUFFIXES
 
@@ -194,9 +195,7 @@ def _forget_errors(path: Path, retried: set[str]) -> None:
     logged = _logged(path)
     kept = [line for name, line in logged if name not in retried]
     if len(kept) < len(logged):
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_bytes(b"".join(kept))
-        os.replace(temporary, path)  # a kill leaves the old log or the new one, never a mix
+        write_atomically(path, b"".join(kept))  # a kill leaves the old log or the new one, never a mix
 
 
 def _append(file: BinaryIO, record: dict) -> None:

@@ -20,6 +20,7 @@ import tensorflow as tf
 from matplotlib.figure import Figure
 
 from .api import Captioner
+from .atomic import write_atomically
 from .config import TrainConfig
 from .data import Record, read_dataset
 from .data.cache import FeatureCache
@@ -229,7 +230,7 @@ class RunLog(keras.callbacks.Callback):
         writer = csv.DictWriter(text, list(self.rows[0]), restval="", extrasaction="ignore")
         writer.writeheader()
         writer.writerows(self.rows)
-        _write_atomically(self.csv, text.getvalue())
+        write_atomically(self.csv, text.getvalue())
         self._plot()
 
     def _plot(self):
@@ -285,7 +286,7 @@ class RunKeeper(keras.callbacks.Callback):
         self.model.save(partial)
         os.replace(partial, folder / name)
         previous, self.state["checkpoint"] = self.state["checkpoint"], name
-        _write_atomically(self.run / "state.json", json.dumps(self.state, indent=2))
+        write_atomically(self.run / "state.json", json.dumps(self.state, indent=2))
         # The older checkpoint goes only once state.json names the new one: a kill at any point leaves one to resume.
         if previous and previous != name:
             (folder / previous).unlink(missing_ok=True)
@@ -367,9 +368,3 @@ def _replace_dir(target: Path, write) -> None:
         os.replace(target, old)
     os.replace(fresh, target)
     shutil.rmtree(old, ignore_errors=True)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    os.replace(partial, path)

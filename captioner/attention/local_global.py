@@ -11,7 +11,6 @@ import numpy as np
 from keras import layers, ops
 
 from .base import Attention, Glimpse
-from .scores import make_score
 from .soft import SoftAttention
 
 

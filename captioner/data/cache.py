@@ -5,14 +5,14 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 from tqdm import tqdm
+
+from ..atomic import atomic_file, write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,8 @@ class FeatureCache:
                 entries, pixels = zip(*batch)
                 for entry, features in zip(entries, self._encode(encode, pixels)):
                     if np.isfinite(features).all():
-                        _replace_atomically(entry, lambda file: np.save(file, features))
+                        with atomic_file(entry) as file:
+                            np.save(file, features)
                         report.encoded += 1
                     else:
                         report.failed.append((pending[entry], "features are not finite in float16"))
@@ -187,7 +188,7 @@ class FeatureCache:
         if self._feature_shape is None:
             self._feature_shape = features.shape[1:]
             info = {"encoder_id": self.encoder_id, "feature_shape": list(self._feature_shape)}
-            _replace_atomically(self._info_file, lambda file: file.write(json.dumps(info).encode()))
+            write_atomically(self._info_file, json.dumps(info))
         elif features.shape[1:] != self._feature_shape:
             raise ValueError(
                 f"encoder {self.encoder_id!r} now gives features of shape {features.shape[1:]} but its cache "
@@ -220,15 +221,3 @@ def _batches(items: Iterable, size: int) -> Iterator[list]:
             batch = []
     if batch:
         yield batch
-
-
-def _replace_atomically(target: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Write through a temporary file renamed over target, so an interrupted write never leaves a partial target."""
-    file = tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp", delete=False)
-    try:
-        with file:
-            write(file)
-        os.replace(file.name, target)
-    except BaseException:
-        Path(file.name).unlink(missing_ok=True)
-        raise
