@@ -197,8 +197,8 @@ class Captioner:
     def stream(self, images: Iterable, beam_size: int = 3, batch_size: int = 32) -> Iterator[Result]:
         """Captions images in order, one Result each; a bad image gets its error and the run goes on.
 
-        Images are read in threads a batch ahead of the model, and at most two batches are held at once,
-        so memory stays flat however many images there are.
+        Images are read in threads up to two batches ahead of the model; with at most three batches held,
+        memory stays flat however many images there are.
         """
         chunks = _chunks(images, batch_size)
         with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
