@@ -40,8 +40,9 @@ def presets() -> dict[str, Path]:
     root = weights_dir()
     found = {path.parent.name: path.parent for path in sorted(root.glob(f"*/{MODEL_FILE}"))}
     default_file = root / "default"
-    if default_file.exists() and default_file.read_text().strip() in found:
-        found["default"] = found[default_file.read_text().strip()]
+    default = default_file.read_text().strip() if default_file.exists() else None
+    if default in found:
+        found["default"] = found[default]
     return found
 
 

@@ -12,6 +12,9 @@ import pytest
 from nbclient import NotebookClient
 from PIL import Image
 
+from captioner.data import Record
+from tiny_flickr8k import write_coco_and_karpathy
+
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 TOUR, FINETUNE = "attention_tour.ipynb", "finetune_coco.ipynb"
 PRESETS = {"flickr8k-soft", "flickr8k-hard", "flickr8k-local-global"}
@@ -130,22 +133,13 @@ def test_finetune_runs_end_to_end_on_a_toy_flickr8k_without_coco(tiny_model_dir,
 
 def write_tiny_coco(root: Path, train: int, val: int) -> dict[str, str]:
     """A COCO 2017 layout with blank photos; returns each photo's path and split as the notebook should see it."""
-    expected = {}
-    (root / "annotations").mkdir(parents=True)
-    for coco_split, split, count in (("train", "train", train), ("val", "dev", val)):
-        folder = root / f"{coco_split}2017"
-        folder.mkdir()
-        images, annotations = [], []
-        for _ in range(count):
-            image_id = len(expected) + 1
-            name = f"{image_id:012d}.jpg"
-            Image.new("RGB", (32, 32)).save(folder / name)
-            images.append({"id": image_id, "file_name": name})
-            annotations.append({"image_id": image_id, "caption": f"photo number {image_id}"})
-            expected[str(folder / name)] = split
-        (root / "annotations" / f"captions_{coco_split}2017.json").write_text(
-            json.dumps({"images": images, "annotations": annotations}))
-    return expected
+    blanks = root.parent / "blank"
+    blanks.mkdir()
+    records = []
+    for index, split in enumerate(["train"] * train + ["dev"] * val, start=1):
+        Image.new("RGB", (32, 32)).save(blanks / f"{index}.jpg")
+        records.append(Record(blanks / f"{index}.jpg", (f"photo number {index}",), split, str(index)))
+    return write_coco_and_karpathy(records, root)
 
 
 def test_finetune_reads_coco_when_there_is_one(tmp_path, monkeypatch):

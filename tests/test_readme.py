@@ -24,7 +24,7 @@ from captioner.cli import main
 from captioner.data import read_dataset
 from captioner.train import RunKeeper
 from test_train import CLI, TINY, TWO_LOGICAL_CPUS, free_port, read_log
-from tiny_flickr8k import write_tiny_flickr8k
+from tiny_flickr8k import write_coco_and_karpathy, write_tiny_flickr8k
 
 ROOT = Path(__file__).resolve().parents[1]
 PROGRAMS = ("captioner", "python", "pip", "apt-get")
@@ -76,27 +76,6 @@ def split_command(command: str) -> tuple[dict[str, str], list[str]]:
 
 
 # --- the workspace the commands run in ----------------------------------------------------------------------------
-def write_coco_and_karpathy(records, root: Path, karpathy_file: Path) -> None:
-    """The records' photos in COCO 2017's layout under root (annotations/captions_{train,val}2017.json, train2017/,
-    val2017/), and the same photos and captions as Karpathy's split file, which names them relative to root."""
-    coco_splits = {"train": "train", "dev": "val"}
-    annotations = {split: {"images": [], "annotations": []} for split in coco_splits.values()}
-    karpathy = []
-    for image_id, record in enumerate(records, start=1):
-        folder, name = f"{coco_splits[record.split]}2017", f"{image_id:012d}.jpg"
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        shutil.copy(record.image, root / folder / name)
-        content = annotations[coco_splits[record.split]]
-        content["images"].append({"id": image_id, "file_name": name})
-        content["annotations"] += [{"image_id": image_id, "caption": caption} for caption in record.captions]
-        karpathy.append({"filepath": folder, "filename": name, "cocoid": image_id, "split": coco_splits[record.split],
-                         "sentences": [{"raw": caption} for caption in record.captions]})
-    (root / "annotations").mkdir()
-    for coco_split, content in annotations.items():
-        (root / "annotations" / f"captions_{coco_split}2017.json").write_text(json.dumps(content))
-    karpathy_file.write_text(json.dumps({"dataset": "coco", "images": karpathy}))
-
-
 class Workspace:
     """Where the README's commands run; `once` runs one through its COMMANDS entry, at most once."""
 
