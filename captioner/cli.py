@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 from pathlib import Path
@@ -37,13 +38,13 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     defaults = TrainConfig()
     for field in dataclasses.fields(TrainConfig):
-        if field.name == "attention_options":
-            continue
         flag = "--" + field.name.replace("_", "-")
         default = getattr(defaults, field.name)
-        kind = type(default) if default is not None else (int if field.name == "val_images" else str)
+        kind = type(default) if default is not None else (int if field.name in ("val_images", "steps_per_epoch") else str)
+        kind = json.loads if field.name == "attention_options" else kind
         options = {"choices": DATASETS} if field.name == "dataset" else {"choices": ATTENTIONS} if field.name == "attention" else {}
-        train.add_argument(flag, type=kind, default=default, help=f"(default: {default})", **options)
+        about = "a JSON object of the attention's own settings, e.g. '{\"gate\": true}' " if field.name == "attention_options" else ""
+        train.add_argument(flag, type=kind, default=default, help=f"{about}(default: {default})", **options)
 
     evaluate = commands.add_parser("evaluate", help="decode a split once per image and score it like coco-caption")
     evaluate.add_argument("--model", default=None)
@@ -112,8 +113,7 @@ def _attend(args) -> int:
 def _train(args) -> int:
     from .train import train
 
-    config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-                            if f.name != "attention_options"})
+    config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
     print(f"best model: {train(config, resume=args.resume)}")
     return 0
 

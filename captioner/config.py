@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 VOCAB_POLICIES = ("keep", "extend", "rebuild")
+OBJECTIVES = ("cross-entropy", "self-critical")
 STRATEGIES = ("default", "mirrored", "multi-worker")
 
 
@@ -26,14 +27,17 @@ class TrainConfig:
     encoder_blocks: int = 0  # top encoder blocks fine-tuned with the decoder, from cached features below them
     encoder_learning_rate: float = 1e-4
     # decoder
-    attention: str = "soft"
+    attention: str | None = None  # soft; fine-tuning (`init_from`): the start model's kind
     score: str = "additive"
     attention_options: dict = field(default_factory=dict)
     embedding_dim: int = 512
     attention_units: int = 512
     units: int = 512
     dropout: float = 0.5
-    # objective
+    # objective: cross-entropy on the references, or self-critical (CIDEr-D of the model's own samples, to
+    # fine-tune a model trained by cross-entropy: `init_from`)
+    objective: str = "cross-entropy"
+    samples: int = 5  # self-critical: captions sampled per image
     doubly_stochastic: float = 1.0
     label_smoothing: float = 0.0
     reinforce_weight: float = 1.0
@@ -41,6 +45,7 @@ class TrainConfig:
     # optimisation
     batch_size: int = 64
     epochs: int = 20
+    steps_per_epoch: int | None = None  # batches per epoch (None: one pass over the data); dev is scored after each
     learning_rate: float = 1e-3
     clipnorm: float = 5.0
     lr_decay: float = 0.5  # multiply the learning rate by this when dev CIDEr stops improving
@@ -62,13 +67,16 @@ class TrainConfig:
         for name in at_least_one:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.objective == "self-critical" and self.samples < 2:
+            raise ValueError(f"self-critical training needs at least 2 samples per image, got {self.samples}")
         if self.encoder_blocks < 0:
             raise ValueError(f"encoder_blocks must be at least 0, got {self.encoder_blocks}")
         if not 0 < self.lr_decay <= 1:
             raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
-        if self.val_images is not None and self.val_images < 1:
-            raise ValueError(f"val_images must be at least 1, got {self.val_images}")
-        for name, choices in (("vocab_policy", VOCAB_POLICIES), ("strategy", STRATEGIES)):
+        for name in ("val_images", "steps_per_epoch"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name, choices in (("vocab_policy", VOCAB_POLICIES), ("strategy", STRATEGIES), ("objective", OBJECTIVES)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
 
@@ -76,7 +84,7 @@ class TrainConfig:
         """The keyword arguments of `show_attend_tell` (beyond the vocabulary and the grid)."""
         names = ("attention", "score", "attention_units", "embedding_dim", "units", "dropout", "attention_options",
                  "doubly_stochastic", "label_smoothing", "reinforce_weight", "entropy_weight")
-        return {name: getattr(self, name) for name in names}
+        return {name: getattr(self, name) for name in names} | {"attention": self.attention or "soft"}
 
     def save(self, path: Path) -> None:
         Path(path).write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")

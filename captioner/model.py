@@ -31,6 +31,8 @@ class ShowAttendTell(keras.Model):
         self.reward_baseline = self.add_weight(shape=(), initializer="zeros", trainable=False, name="reward_baseline")
         # The loss mixes in regularisers; cross-entropy per word alone is what tells how well captions are fit.
         self.xent_tracker = keras.metrics.Mean(name="xent")
+        # Set by training to fine-tune on a sequence-level reward instead (`captioner.self_critical`); not saved.
+        self.self_critical = None
         self.built = True  # every sublayer was built from its settings, so the model needs no sample input
 
     @property
@@ -45,6 +47,11 @@ class ShowAttendTell(keras.Model):
         features = self.grid_features(inputs["features"], training=training)
         logits, glimpses = self.decoder(features, inputs["tokens"][:, :-1], training=training)
         return {"logits": logits, **glimpses._asdict()}
+
+    def train_step(self, data):
+        if self.self_critical is not None:
+            return self.self_critical.train_step(self, data)
+        return super().train_step(data)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         y_pred = {key: ops.cast(value, "float32") for key, value in y_pred.items()}  # the loss in full precision

@@ -5,6 +5,7 @@ their number). A beam that reaches `max_length` without `<end>` is returned like
 """
 from typing import NamedTuple
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -41,8 +42,21 @@ class Searcher:
         return Decoded(*(np.asarray(part) for part in self._compiled[key](tf.cast(features, tf.float32))))
 
     def _greedy(self, features):
-        memory, state = self.decoder.start(features)
-        batch = tf.shape(features)[0]
+        return self.walk(features, lambda log_probs: tf.argmax(log_probs, axis=-1, output_type=tf.int32))
+
+    def sample(self, features, copies, seed):
+        """`copies` captions per image of features (B, L, C), each word drawn from the model's distribution, as
+        tensors: tokens (B * copies, T), image-major, and their lengths. Self-critical training calls this inside
+        its own traced step."""
+        tokens, _, lengths, _ = self.walk(
+            features, lambda log_probs: tf.cast(keras.random.categorical(log_probs, 1, seed=seed)[:, 0], tf.int32),
+            copies)
+        return tokens[:, 0], lengths[:, 0]
+
+    def walk(self, features, choose, copies=1):
+        """Greedy decoding's loop, one word per step picked by `choose(log_probs (B, V)) -> (B,)`."""
+        memory, state = self._start(features, copies)
+        batch = tf.shape(features)[0] * copies
         token = tf.fill([batch], self.start)
         done = tf.zeros([batch], tf.bool)
         total = tf.zeros([batch])
@@ -54,8 +68,8 @@ class Searcher:
                 break
             output, state, glimpse = self.decoder.step(token, state, memory)
             log_probs = tf.nn.log_softmax(self.decoder.logits(output))  # (B, V)
-            token = tf.argmax(log_probs, axis=-1, output_type=tf.int32)
-            total += tf.where(done, 0.0, tf.reduce_max(log_probs, axis=-1))
+            token = choose(log_probs)
+            total += tf.where(done, 0.0, tf.gather(log_probs, token, batch_dims=1))
             length += tf.cast(~done, tf.int32)
             words = words.write(t, tf.where(done, 0, token))
             alphas = alphas.write(t, tf.where(done[:, None], 0.0, glimpse.alpha))
@@ -66,11 +80,14 @@ class Searcher:
         lengths = length[:, None]
         return tokens, (total / tf.cast(length, tf.float32))[:, None], lengths, alpha
 
+    def _start(self, features, copies):
+        """Per-image work once, then `copies` rows per image: memory and state of (B * copies, ...), image-major."""
+        return tf.nest.map_structure(lambda part: tf.repeat(part, copies, axis=0), self.decoder.start(features))
+
     def _beam(self, features, beam_size):
         batch, locations = tf.shape(features)[0], tf.shape(features)[1]
         k, steps = beam_size, self.max_length
-        # Per-image work once, then one copy per beam: (B*K, ...), image-major.
-        memory, state = tf.nest.map_structure(lambda part: tf.repeat(part, k, axis=0), self.decoder.start(features))
+        memory, state = self._start(features, k)
         vocab = self.decoder.vocab_size
         # Only the first beam is alive at the start, so the first step picks K different words.
         scores = tf.tile(tf.constant([0.0] + [-np.inf] * (k - 1))[None], [batch, 1])  # (B, K)

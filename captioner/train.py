@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 
 from .api import Captioner
 from .atomic import write_atomically
+from .attention import kind_of
 from .config import TrainConfig
 from .data import Record, read_dataset
 from .data.cache import FeatureCache
@@ -29,6 +30,7 @@ from .evaluate import METRICS, evaluate
 from .model import ShowAttendTell, show_attend_tell
 from .optimizer import GroupedAdam
 from .preprocess import load_image, to_array
+from .self_critical import SelfCritical
 from .vocab import Vocabulary
 
 # --- data ---------------------------------------------------------------------------------------------------------
@@ -60,12 +62,13 @@ class FeatureStore:
 
 
 def caption_dataset(split: Split, vocabulary: Vocabulary, batch_size: int, seed: int, max_words: int,
-                    epochs: range) -> tuple[tf.data.Dataset, int]:
+                    epochs: range, steps_per_epoch: int | None = None) -> tuple[tf.data.Dataset, int]:
     """Batches of (image, caption) pairs for the given epochs, one after another, and the batches per epoch.
 
-    Every pair comes once per epoch in batches of similar caption length. The order depends only on (seed, epoch),
-    so a resumed run sees the batches the interrupted one would have. Every batch is full: replicas split it
-    evenly, and only the epoch's last few pairs (different ones each epoch) wait for another epoch.
+    Every pair comes once per pass over the data, in batches of similar caption length; an epoch is a pass unless
+    `steps_per_epoch` says otherwise. The order depends only on (seed, pass), so a resumed run sees the batches
+    the interrupted one would have. Every batch is full: replicas split it evenly, and only the pass's last few
+    pairs (different ones each pass) wait for another pass.
     """
     pairs = [(index, vocabulary.encode(caption)[: max_words + 2]) for index, record in enumerate(split.records)
              for caption in record.captions]
@@ -74,29 +77,71 @@ def caption_dataset(split: Split, vocabulary: Vocabulary, batch_size: int, seed:
         raise ValueError(f"batch_size {batch_size} is larger than the {len(pairs)} training captions")
     lengths = np.asarray([len(tokens) for _, tokens in pairs])
 
-    def batches():
-        for epoch in epochs:
-            rng = np.random.default_rng([seed, epoch])
-            order = rng.permutation(len(pairs))[: steps * batch_size]
-            # Sorting windows of 50 batches by length keeps padding small while every batch stays a random draw.
-            window = 50 * batch_size
-            chunks = [sorted(order[i:i + window], key=lambda k: lengths[k]) for i in range(0, len(order), window)]
-            groups = [chunk[i:i + batch_size] for chunk in chunks for i in range(0, len(chunk), batch_size)]
-            for group in (groups[i] for i in rng.permutation(len(groups))):
-                tokens = np.zeros((batch_size, lengths[group].max()), np.int32)  # <pad> = 0
-                for row, k in enumerate(group):
-                    tokens[row, : lengths[k]] = pairs[k][1]
-                images = [pairs[k][0] for k in group]
-                yield {"features": split.features[images].astype(np.float32), "tokens": tokens}
+    def groups(number):
+        rng = np.random.default_rng([seed, number])
+        order = rng.permutation(len(pairs))[: steps * batch_size]
+        # Sorting windows of 50 batches by length keeps padding small while every batch stays a random draw.
+        window = 50 * batch_size
+        chunks = [sorted(order[i:i + window], key=lambda k: lengths[k]) for i in range(0, len(order), window)]
+        in_order = [chunk[i:i + batch_size] for chunk in chunks for i in range(0, len(chunk), batch_size)]
+        return [in_order[i] for i in rng.permutation(len(in_order))]
 
+    def batch(group):
+        tokens = np.zeros((batch_size, lengths[group].max()), np.int32)  # <pad> = 0
+        for row, k in enumerate(group):
+            tokens[row, : lengths[k]] = pairs[k][1]
+        images = [pairs[k][0] for k in group]
+        return {"features": split.features[images].astype(np.float32), "tokens": tokens}
+
+    batches, per_epoch = _passes(groups, batch, steps, steps_per_epoch, epochs)
+    return _dataset(batches, split, batch_size, {"tokens": tf.TensorSpec((batch_size, None), tf.int32)}), per_epoch
+
+
+def image_dataset(split: Split, batch_size: int, seed: int, epochs: range,
+                  steps_per_epoch: int | None = None) -> tuple[tf.data.Dataset, int]:
+    """Batches of images, {"features", "image": index into split.records}, for self-critical training: every image
+    once per pass, in an order that depends only on (seed, pass); full batches, as `caption_dataset` gives."""
+    steps = len(split.records) // batch_size
+    if steps == 0:
+        raise ValueError(f"batch_size {batch_size} is larger than the {len(split.records)} training images")
+
+    def groups(number):
+        order = np.random.default_rng([seed, number]).permutation(len(split.records))
+        return [order[first:first + batch_size] for first in range(0, steps * batch_size, batch_size)]
+
+    def batch(images):
+        return {"features": split.features[images].astype(np.float32), "image": images.astype(np.int32)}
+
+    batches, per_epoch = _passes(groups, batch, steps, steps_per_epoch, epochs)
+    return _dataset(batches, split, batch_size, {"image": tf.TensorSpec((batch_size,), tf.int32)}), per_epoch
+
+
+def _passes(groups, batch, steps: int, steps_per_epoch: int | None, epochs: range):
+    """A generator of the given epochs' batches, and the batches per epoch. The data is read in passes of `steps`
+    batches, pass p's in the order `groups(p)` gives; `batch(group)` makes one. An epoch is a pass unless
+    `steps_per_epoch` makes it shorter or longer, so dev is scored and a checkpoint written as often as wanted."""
+    per_epoch = steps_per_epoch or steps
+
+    def batches():
+        number, order = None, None
+        for index in range(epochs.start * per_epoch, epochs.stop * per_epoch):
+            if index // steps != number:
+                number = index // steps
+                order = groups(number)
+            yield batch(order[index % steps])
+
+    return batches, per_epoch
+
+
+def _dataset(batches, split: Split, batch_size: int, signature: dict) -> tf.data.Dataset:
+    """A prefetching dataset of the generator's batches of split's features and the given other parts."""
     locations, channels = split.features.shape[1:]
-    signature = {"features": tf.TensorSpec((batch_size, locations, channels), tf.float32),
-                 "tokens": tf.TensorSpec((batch_size, None), tf.int32)}
+    signature = {"features": tf.TensorSpec((batch_size, locations, channels), tf.float32), **signature}
     dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
     # Every worker runs this generator and keeps its own slice of each batch.
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE), steps
+    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
 # --- models -------------------------------------------------------------------------------------------------------
@@ -112,23 +157,49 @@ def vocabulary_for(config: TrainConfig, train: list[Record], start: Captioner | 
     return start.vocabulary
 
 
+def matching_weights(source: ShowAttendTell, target: ShowAttendTell) -> list[tuple]:
+    """Pairs (target weight, source weight) that play the same part in two models, whatever their attention kinds:
+    the decoder's own layers, the encoder heads, and the global score and gate of the attention (soft attention's,
+    hard attention's or local+global's global half)."""
+    def parts(model):
+        decoder = model.decoder
+        named = {name: getattr(decoder, name) for name in (
+            "feature_norm", "init_hidden", "init_cell", "embedding", "lstm", "out_hidden", "out_context",
+            "vocabulary_projection")}
+        soft = decoder.attention.global_attention if hasattr(decoder.attention, "global_attention") else decoder.attention
+        named.update(scorer=soft.scorer, gate=soft.gate, encoder_head=model.encoder_head)
+        return {name: layer.weights for name, layer in named.items() if layer is not None}
+
+    mine, theirs = parts(target), parts(source)
+    return [pair for name in mine.keys() & theirs.keys() for pair in zip(mine[name], theirs[name], strict=True)]
+
+
 WORD_AXES = {"embedding/embeddings": 0, "vocabulary_projection/kernel": 1, "vocabulary_projection/bias": 0}
 
 
 def transfer_weights(source: ShowAttendTell, source_vocabulary: Vocabulary, target: ShowAttendTell,
                      target_vocabulary: Vocabulary) -> None:
-    """Copies every weight of a model of the same architecture; of the word-indexed ones (embedding rows,
-    output columns) only the words both vocabularies share, leaving the new words' fresh initialisation."""
+    """Copies every weight of `source` into the weight of `target` that plays its part (`matching_weights`).
+
+    Of the word-indexed ones (embedding rows, output columns) only the words both vocabularies share are copied,
+    leaving the new words' fresh initialisation. A target weight that reads a wider input (local+global's LSTM
+    and deep output read a second context after the first) gets the source's rows first and zeros after, so
+    the new model starts out computing what the source did.
+    """
     source_ids = {word: i for i, word in enumerate(source_vocabulary.words)}
     shared = [(i, source_ids[word]) for i, word in enumerate(target_vocabulary.words) if word in source_ids]
     to_rows, from_rows = (np.asarray(ids) for ids in zip(*shared))
-    for mine, theirs in zip(target.weights, source.weights, strict=True):
+    for mine, theirs in matching_weights(source, target):
         value = keras.ops.convert_to_numpy(theirs)
         axis = next((axis for suffix, axis in WORD_AXES.items() if mine.path.endswith(suffix)), None)
         if axis is not None:
             fresh = keras.ops.convert_to_numpy(mine).copy()
             np.moveaxis(fresh, axis, 0)[to_rows] = np.moveaxis(value, axis, 0)[from_rows]
             value = fresh
+        elif value.shape != tuple(mine.shape):
+            if value.shape[1:] != tuple(mine.shape)[1:] or value.shape[0] > mine.shape[0]:
+                raise ValueError(f"cannot start {mine.path} {tuple(mine.shape)} from a weight of shape {value.shape}")
+            value = np.concatenate([value, np.zeros((mine.shape[0] - value.shape[0], *value.shape[1:]), value.dtype)])
         mine.assign(value)
 
 
@@ -137,6 +208,8 @@ def build_model(config: TrainConfig, vocabulary: Vocabulary, grid_shape, feature
 
     `grid_shape` and `feature_dim` are those of the cached features; with `encoder_blocks`, the model's
     encoder head (pretrained, trained at `encoder_learning_rate`) turns them into what the decoder sees.
+    Fine-tuning into another attention kind than `start`'s, the new kind takes `start`'s sizes and every weight
+    of `start` that plays a part in it (`transfer_weights`).
     """
     if start is None:
         head = None
@@ -145,6 +218,14 @@ def build_model(config: TrainConfig, vocabulary: Vocabulary, grid_shape, feature
                                name="encoder_head")
             grid_shape, feature_dim = head.grid_shape, head.feature_dim
         model = show_attend_tell(len(vocabulary), feature_dim, grid_shape, encoder_head=head, **config.model_settings())
+    elif config.attention not in (None, kind_of(start.model.attention)):
+        decoder, attention = start.model.decoder, start.model.attention
+        head = start.model.encoder_head
+        settings = {**config.model_settings(), "embedding_dim": decoder.embedding_dim, "units": decoder.units,
+                    "attention_units": attention.units, "score": attention.score_name}
+        model = show_attend_tell(len(vocabulary), decoder.feature_dim, start.grid_shape,
+                                 encoder_head=head and EncoderHead.from_config(head.get_config()), **settings)
+        transfer_weights(start.model, start.vocabulary, model, vocabulary)
     else:
         settings = start.model.get_config()
         settings["decoder"]["config"]["vocab_size"] = len(vocabulary)
@@ -334,8 +415,12 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     store = FeatureStore(encoder_settings, Path(config.cache))
     train_split, dev_split = store.split(train_records), store.split(dev_records)
     first_epoch = state["epoch"] if state else 0
-    dataset, steps = caption_dataset(train_split, vocabulary, config.batch_size, config.seed,
-                                     config.max_caption_words, range(first_epoch, config.epochs))
+    epochs = range(first_epoch, config.epochs)
+    if config.objective == "self-critical":
+        dataset, steps = image_dataset(train_split, config.batch_size, config.seed, epochs, config.steps_per_epoch)
+    else:
+        dataset, steps = caption_dataset(train_split, vocabulary, config.batch_size, config.seed,
+                                         config.max_caption_words, epochs, config.steps_per_epoch)
 
     with strategy.scope():
         if resume:
@@ -351,6 +436,10 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         vocabulary.save(run / "vocabulary.json")
     captioner = Captioner(model, vocabulary, encoder_settings, max_length=config.max_length)
     callbacks = [DevScores(captioner, dev_split, config.val_beam_size)]
+    if config.objective == "self-critical":
+        model.self_critical = SelfCritical(model.decoder, vocabulary, [r.captions for r in train_records],
+                                           config.samples, config.max_length, config.seed)
+        callbacks.insert(0, model.self_critical)
     if writes:
         callbacks.append(RunLog(run, first_epoch))
     callbacks.append(RunKeeper(run, captioner, config, state, writes))

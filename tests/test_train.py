@@ -237,6 +237,43 @@ def test_fine_tuning_run_from_a_model(full_run, other_data, cache, tmp_path):
     assert Captioner.load(out / "best").model.get_config()["decoder"]["config"]["units"] == 16
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("kind, options", [("hard", {"gate": True, "inference": "expectation"}), ("local-global", {})])
+def test_another_attention_kind_starts_out_computing_what_the_source_model_did(full_run, data, cache, kind, options):
+    """Warm-starting hard or local+global attention from a soft model: every shared part is copied, and the wider
+    inputs of local+global (its second context) start at zero weight."""
+    source = Captioner.load(full_run / "best")
+    config = TrainConfig(data=str(data), min_count=2, init_from=str(full_run / "best"), attention=kind,
+                         attention_options=options)
+    model = build_model(config, source.vocabulary, source.grid_shape, 512, source)
+    assert type(model.attention).__name__ == {"hard": "HardAttention", "local-global": "LocalGlobalAttention"}[kind]
+    records, _ = read_dataset("flickr8k", data)
+    split = FeatureStore(source.encoder_settings, cache).split([r for r in records if r.split == "train"])
+    batch = next(iter(caption_dataset(split, source.vocabulary, 16, 0, 30, range(1))[0]))
+    np.testing.assert_allclose(model(batch)["logits"], source.model(batch)["logits"], atol=1e-5)
+
+
+def test_epochs_can_be_shorter_than_a_pass_and_resume_where_they_stopped(data, cache):
+    records, _ = read_dataset("flickr8k", data)
+    train = [r for r in records if r.split == "train"]
+    split = FeatureStore({"backbone": "squeezenet", "image_size": 224}, cache).split(train)
+    vocabulary = Vocabulary.build((c for r in train for c in r.captions), min_count=2)
+
+    def batches(epochs, steps_per_epoch):
+        dataset, steps = caption_dataset(split, vocabulary, 16, 0, 30, epochs, steps_per_epoch)
+        return steps, [batch["tokens"].numpy() for batch in dataset]
+
+    steps, whole = batches(range(2), None)  # two passes of 7 batches
+    assert steps == 7 and len(whole) == 14
+    short, first = batches(range(3), 4)
+    assert short == 4 and len(first) == 12
+    _, resumed = batches(range(1, 3), 4)
+    for mine, theirs in zip(first, whole[:12]):
+        np.testing.assert_array_equal(mine, theirs)
+    for mine, theirs in zip(resumed, first[4:]):
+        np.testing.assert_array_equal(mine, theirs)
+
+
 # --- plateaus -----------------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_learning_rate_decays_on_a_plateau_and_training_stops_early(data, cache, tmp_path, monkeypatch):
@@ -341,3 +378,18 @@ def test_encoder_blocks_are_fine_tuned_from_cached_features_below_them(data, tmp
     assert 0 < max(moved) < 1e-3
     caption = tuned.caption([next((data / "Images").iterdir())], beam_size=2)[0]
     assert caption.attention.shape[1:] == (13, 13)
+
+
+# --- self-critical ------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_self_critical_run_fine_tunes_on_the_reward_of_its_own_samples(full_run, data, cache, tmp_path):
+    out = tmp_path / "self-critical"
+    args = train_args(data, out, cache, epochs=2, objective="self-critical", samples=3, **{
+        "init-from": full_run / "best", "batch-size": 8, "learning-rate": 1e-3})
+    assert main(args) == 0
+    rows = read_log(out)
+    assert [row["epoch"] for row in rows] == ["1", "2"]
+    assert all(float(row["reward"]) >= 0 and row["loss"] and "dev_CIDEr" in row for row in rows)
+    source, tuned = Captioner.load(full_run / "best"), Captioner.load(out / "checkpoints/../best")
+    changed = [not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(source.model.weights, tuned.model.weights)]
+    assert any(changed)

@@ -8,6 +8,11 @@ from .soft import SoftAttention
 ATTENTIONS = {"soft": SoftAttention, "hard": HardAttention, "local-global": LocalGlobalAttention}
 
 
+def kind_of(attention: Attention) -> str:
+    """The name `make_attention` knows an attention layer's kind by."""
+    return next(kind for kind, layer in ATTENTIONS.items() if type(attention) is layer)
+
+
 def make_attention(kind: str, grid_shape, units=512, score="additive", **options) -> Attention:
     """One attention layer by name; only local+global needs the grid's shape."""
     if kind not in ATTENTIONS:
@@ -18,4 +23,4 @@ def make_attention(kind: str, grid_shape, units=512, score="additive", **options
 
 
 __all__ = ["ATTENTIONS", "SCORES", "Attention", "Glimpse", "HardAttention", "LocalGlobalAttention",
-           "SoftAttention", "make_attention"]
+           "SoftAttention", "kind_of", "make_attention"]

@@ -1,0 +1,73 @@
+"""Self-critical sequence training (Rennie et al. 2017): fine-tune a captioner on the CIDEr-D of its own samples.
+
+Each image gets `samples` captions drawn from the model. Each is rewarded by its CIDEr-D against the image's
+references (idf from the training set), less the mean reward of the image's other samples: the baseline of
+Luo (2020), "A Better Variant of Self-Critical Sequence Training", which needs no extra greedy decode. The loss
+is −advantage · log p(word) per sampled word. Both passes run without dropout (and with hard attention's
+inference-time reading), so the log-probabilities are those of the distribution the captions came from.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from .metrics import CiderD
+from .search import Searcher
+from .vocab import Vocabulary
+
+
+class SelfCritical(keras.callbacks.Callback):
+    """The training step of a `ShowAttendTell` whose batches are images: {"features": (B, ...), "image": (B,)},
+    `image` indexing `references`, the reference captions of each training image. As a callback of the same `fit`
+    it starts its running means afresh each epoch."""
+
+    def __init__(self, decoder, vocabulary: Vocabulary, references: Sequence[Sequence[str]], samples: int = 5,
+                 max_length: int = 25, seed: int | None = None):
+        super().__init__()
+        self.vocabulary = vocabulary
+        self.scorer = CiderD([[vocabulary.encode(caption)[1:-1] for caption in image] for image in references])
+        self.searcher = Searcher(decoder, vocabulary.start, vocabulary.end, max_length=max_length)
+        self.samples = samples
+        self.seed = keras.random.SeedGenerator(seed)
+        # Keras traces its train step without AutoGraph; the sampling loop needs it.
+        self.sample = tf.function(lambda features: self.searcher.sample(features, samples, self.seed))
+        self.trackers = {"loss": keras.metrics.Mean(name="loss"), "reward": keras.metrics.Mean(name="reward")}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for tracker in self.trackers.values():
+            tracker.reset_state()
+
+    def rewards(self, tokens: np.ndarray, images: np.ndarray) -> np.ndarray:
+        """CIDEr-D of each sampled caption (N, T) against the references of its image (N,)."""
+        end = self.vocabulary.end
+        rows = (row.tolist() for row in tokens)
+        captions = [row[: row.index(end)] if end in row else [token for token in row if token] for row in rows]
+        return np.asarray([self.scorer.score(c, i) for c, i in zip(captions, images)], np.float32)
+
+    def train_step(self, model, data):
+        n = self.samples
+        tokens, lengths = self.sample(model.grid_features(data["features"]))  # (B*n, T)
+        tokens = tokens[:, : ops.max(lengths)]
+        images = ops.repeat(data["image"], n, axis=0)
+        rewards = tf.numpy_function(self.rewards, [tokens, images], tf.float32, stateful=False)
+        rewards = ops.reshape(rewards, (-1, n))  # (B, n)
+        baseline = (ops.sum(rewards, axis=1, keepdims=True) - rewards) / (n - 1)
+        advantage = ops.reshape(rewards - baseline, (-1, 1))  # (B*n, 1)
+        inputs = {
+            "features": ops.repeat(data["features"], n, axis=0),
+            "tokens": ops.concatenate([ops.full((ops.shape(tokens)[0], 1), self.vocabulary.start, "int32"), tokens], 1),
+        }
+        mask = ops.cast(ops.not_equal(tokens, 0), "float32")  # (B*n, T)
+        with tf.GradientTape() as tape:
+            logits = ops.cast(model(inputs, training=False)["logits"], "float32")  # (B*n, T, V)
+            log_probs = ops.squeeze(ops.take_along_axis(ops.log_softmax(logits), tokens[..., None], axis=-1), -1)
+            loss = -ops.sum(advantage * log_probs * mask) / ops.sum(mask)
+        gradients = tape.gradient(loss, model.trainable_weights)
+        model.optimizer.apply_gradients(zip(gradients, model.trainable_weights))
+        self.trackers["loss"].update_state(loss)
+        self.trackers["reward"].update_state(rewards)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
