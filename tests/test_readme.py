@@ -167,6 +167,16 @@ def trains(space: Workspace, command: str) -> None:
     assert Path(option(command, "--out"), "best", "model.keras").exists()
 
 
+def trains_after(*first: str):
+    """`trains`, once the commands whose runs this one starts from have run."""
+    def run(space: Workspace, command: str) -> None:
+        for prerequisite in first:
+            space.once(prerequisite)
+        trains(space, command)
+
+    return run
+
+
 def trains_until_stopped(space: Workspace, command: str) -> None:
     """Two epochs, stopped by Ctrl-C once the first is saved: a run for the `--resume` example to finish."""
     save_epoch = RunKeeper.on_epoch_end
@@ -244,8 +254,17 @@ def executes(space: Workspace, block: str) -> None:
 
 
 SOFT_RUN = ("captioner train --dataset flickr8k --data ../shared/data/flickr8k --attention soft --out runs/soft "
-            "--epochs 14")
+            "--epochs 5")
 RESUMED_SOFT_RUN = "captioner train --out runs/soft --resume"
+SELF_CRITICAL = ("--objective self-critical --learning-rate 5e-5 --batch-size 16 --steps-per-epoch 60 "
+                 "--lr-patience 2")
+HARD_RUN = ("captioner train --dataset flickr8k --data ../shared/data/flickr8k --attention hard "
+            """--attention-options '{"gate": true, "inference": "expectation"}' --init-from runs/soft/best """
+            "--learning-rate 2e-4 --epochs 1 --out runs/hard")
+SOFT_SC1_RUN = ("captioner train --dataset flickr8k --data ../shared/data/flickr8k --init-from runs/soft/best "
+                f"{SELF_CRITICAL} --epochs 1 --out runs/soft-sc1")
+trains_from_soft, trains_from_soft_sc1 = trains_after(RESUMED_SOFT_RUN), trains_after(SOFT_SC1_RUN)
+trains_from_hard = trains_after(HARD_RUN)
 COMMANDS = {
     "pip install -e . && captioner caption path/to/photos --out captions/": installs_and_captions,
     "apt-get install -y -qq default-jre-headless chromium chromium-driver && pip install -q -e '.[test,coco]' "
@@ -268,6 +287,15 @@ COMMANDS = {
     "captioner train --dataset flickr8k --data ../shared/data/flickr8k --strategy multi-worker "
     "--out runs/multi-worker": trains_on_two_local_workers,
     "python bench/run.py": benchmarks_quickly,
+    "captioner train --dataset flickr8k --data ../shared/data/flickr8k --init-from runs/soft/best "
+    f"{SELF_CRITICAL} --epochs SOFT_SC_EPOCHS --out runs/soft-sc": trains_from_soft,
+    HARD_RUN: trains_from_soft,
+    "captioner train --dataset flickr8k --data ../shared/data/flickr8k --init-from runs/hard/best "
+    f"{SELF_CRITICAL} --epochs HARD_SC_EPOCHS --out runs/hard-sc": trains_from_hard,
+    SOFT_SC1_RUN: trains_from_soft,
+    "captioner train --dataset flickr8k --data ../shared/data/flickr8k --attention local-global "
+    f"--init-from runs/soft-sc1/best {SELF_CRITICAL} --epochs LG_EPOCHS --out runs/local-global-sc":
+        trains_from_soft_sc1,
     """from captioner import Captioner
 
 captioner = Captioner.from_preset()                # the best shipped model; or "flickr8k-soft", a folder, ...
@@ -277,7 +305,7 @@ caption.attention.shape                            # (words, 13, 13): where it l
 captioner.heatmap("photo.jpg", caption).save("photo-attention.png")""": executes,
 }
 SLOW = {trains, trains_until_stopped, resumes, evaluates, trains_on_two_logical_cpus, trains_on_two_local_workers,
-        benchmarks_quickly}
+        benchmarks_quickly, trains_from_soft, trains_from_soft_sc1, trains_from_hard}
 
 
 def test_every_readme_command_is_exercised():

@@ -84,3 +84,20 @@ def test_a_decoder_that_always_ends_returns_empty_captions():
     found = searcher.beam(features(), 3)
     np.testing.assert_array_equal(found.tokens[:, 0, 0], END)
     assert np.all(found.lengths[:, 0] == 1)
+
+
+def test_sampling_draws_copies_per_image_from_the_model_distribution():
+    """Sharpened until one word dominates every step, sampling says what greedy says, in every copy; at the
+    model's own temperature the copies of an image differ."""
+    model = decoder()
+    searcher = Searcher(model, START, END, max_length=6)
+    seed = keras.random.SeedGenerator(0)
+    tokens, lengths = (np.asarray(part) for part in searcher.sample(features(), 4, seed))
+    assert tokens.shape == (5 * 4, 6) and lengths.shape == (20,)
+    assert len({tuple(row) for row in tokens[:4]}) > 1
+    projection = model.vocabulary_projection
+    projection.kernel.assign(np.asarray(projection.kernel) * 1000)
+    greedy = searcher.greedy(features())
+    tokens, lengths = (np.asarray(part) for part in searcher.sample(features(), 4, seed))
+    np.testing.assert_array_equal(tokens, np.repeat(greedy.tokens[:, 0], 4, axis=0))
+    np.testing.assert_array_equal(lengths, np.repeat(greedy.lengths[:, 0], 4))
