@@ -52,3 +52,27 @@ def test_presets_are_found_by_name_and_the_default_is_named_in_a_file(tiny_model
     monkeypatch.setenv("CAPTIONER_WEIGHTS", str(tmp_path))
     assert set(presets()) == {"flickr8k-soft", "default"}
     assert Captioner.from_preset().vocabulary.words == Captioner.load("flickr8k-soft").vocabulary.words
+
+
+SHIPPED = {"flickr8k-soft": "SoftAttention", "flickr8k-hard": "HardAttention",
+           "flickr8k-local-global": "LocalGlobalAttention"}
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_model_is_whole_small_and_captions_a_photo(name, flickr8k_dir, squeezenet_file):
+    """The real presets in weights/: one per attention kind, under 25 MB with their run's settings, and each
+    writes a caption of real words with one attention map per word."""
+    folder = presets()[name]
+    assert sum(path.stat().st_size for path in folder.iterdir()) < 25e6
+    assert (folder / "train-config.json").exists()
+    captioner = Captioner.from_preset(name)
+    assert type(captioner.model.attention).__name__ == SHIPPED[name]
+    photo = flickr8k_dir / "Images" / (flickr8k_dir / "Flickr_8k.devImages.txt").read_text().split()[0]
+    caption = captioner.caption([photo])[0]
+    assert 3 <= len(caption.words) and "<unk>" not in caption.words
+    assert caption.attention.shape == (len(caption.words), 13, 13)
+    np.testing.assert_allclose(caption.attention.sum(axis=(1, 2)), 1.0, atol=1e-4)
+
+
+def test_the_default_preset_is_one_of_the_shipped_models():
+    assert presets()["default"] in {presets()[name] for name in SHIPPED}

@@ -288,13 +288,13 @@ COMMANDS = {
     "--out runs/multi-worker": trains_on_two_local_workers,
     "python bench/run.py": benchmarks_quickly,
     "captioner train --dataset flickr8k --data ../shared/data/flickr8k --init-from runs/soft/best "
-    f"{SELF_CRITICAL} --epochs SOFT_SC_EPOCHS --out runs/soft-sc": trains_from_soft,
+    f"{SELF_CRITICAL} --epochs 5 --out runs/soft-sc": trains_from_soft,
     HARD_RUN: trains_from_soft,
     "captioner train --dataset flickr8k --data ../shared/data/flickr8k --init-from runs/hard/best "
-    f"{SELF_CRITICAL} --epochs HARD_SC_EPOCHS --out runs/hard-sc": trains_from_hard,
+    f"{SELF_CRITICAL} --epochs 2 --out runs/hard-sc": trains_from_hard,
     SOFT_SC1_RUN: trains_from_soft,
     "captioner train --dataset flickr8k --data ../shared/data/flickr8k --attention local-global "
-    f"--init-from runs/soft-sc1/best {SELF_CRITICAL} --epochs LG_EPOCHS --out runs/local-global-sc":
+    f"--init-from runs/soft-sc1/best {SELF_CRITICAL} --epochs 2 --out runs/local-global-sc":
         trains_from_soft_sc1,
     """from captioner import Captioner
 
