@@ -159,16 +159,24 @@ def vocabulary_for(config: TrainConfig, train: list[Record], start: Captioner | 
 
 def matching_weights(source: ShowAttendTell, target: ShowAttendTell) -> list[tuple]:
     """Pairs (target weight, source weight) that play the same part in two models, whatever their attention kinds:
-    the decoder's own layers, the encoder heads, and the global score and gate of the attention (soft attention's,
-    hard attention's or local+global's global half)."""
+    the decoder's own layers, the encoder heads, the hard-attention reward baseline, and the attention: all of it
+    between two of a kind, else its global score and gate (soft attention's, hard attention's or local+global's
+    global half)."""
+    same_kind = type(source.attention) is type(target.attention)
+
     def parts(model):
         decoder = model.decoder
         named = {name: getattr(decoder, name) for name in (
             "feature_norm", "init_hidden", "init_cell", "embedding", "lstm", "out_hidden", "out_context",
             "vocabulary_projection")}
-        soft = decoder.attention.global_attention if hasattr(decoder.attention, "global_attention") else decoder.attention
-        named.update(scorer=soft.scorer, gate=soft.gate, encoder_head=model.encoder_head)
-        return {name: layer.weights for name, layer in named.items() if layer is not None}
+        named["encoder_head"] = model.encoder_head
+        if same_kind:
+            named["attention"] = decoder.attention
+        else:
+            soft = getattr(decoder.attention, "global_attention", decoder.attention)
+            named.update(scorer=soft.scorer, gate=soft.gate)
+        weights = {name: layer.weights for name, layer in named.items() if layer is not None}
+        return weights | {"reward_baseline": [model.reward_baseline]}
 
     mine, theirs = parts(target), parts(source)
     return [pair for name in mine.keys() & theirs.keys() for pair in zip(mine[name], theirs[name], strict=True)]

@@ -20,7 +20,8 @@ from captioner.config import TrainConfig
 from captioner.data import read_dataset
 from captioner.encoder import EncoderHead
 from captioner.evaluate import METRICS
-from captioner.train import FeatureStore, build_model, caption_dataset, vocabulary_for
+from captioner.model import show_attend_tell
+from captioner.train import FeatureStore, build_model, caption_dataset, transfer_weights, vocabulary_for
 from captioner.vocab import Vocabulary
 from tiny_flickr8k import write_tiny_flickr8k
 
@@ -251,6 +252,20 @@ def test_another_attention_kind_starts_out_computing_what_the_source_model_did(f
     split = FeatureStore(source.encoder_settings, cache).split([r for r in records if r.split == "train"])
     batch = next(iter(caption_dataset(split, source.vocabulary, 16, 0, 30, range(1))[0]))
     np.testing.assert_allclose(model(batch)["logits"], source.model(batch)["logits"], atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["hard", "local-global"])
+def test_fine_tuning_within_a_kind_copies_every_weight(kind):
+    """Every weight, the attention's own included (local+global's window, hard attention's reward baseline)."""
+    vocabulary = Vocabulary.build(["a dog runs on the grass", "a man rides a red bike"], 1)
+    source = show_attend_tell(len(vocabulary), 8, (3, 3), attention=kind, attention_units=8, embedding_dim=8, units=8)
+    for weight in source.weights:
+        weight.assign(np.random.default_rng(0).normal(size=weight.shape).astype(weight.dtype))
+    target = show_attend_tell(len(vocabulary), 8, (3, 3), attention=kind, attention_units=8, embedding_dim=8, units=8)
+    transfer_weights(source, vocabulary, target, vocabulary)
+    assert len(target.weights) == len(source.weights)
+    for mine, theirs in zip(target.weights, source.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(mine), np.asarray(theirs))
 
 
 def test_epochs_can_be_shorter_than_a_pass_and_resume_where_they_stopped(data, cache):
