@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import json
 import shutil
 import sys
@@ -17,6 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from captioner.api import Captioner
 from captioner.data.cache import FeatureCache
 from captioner.folder import caption_folder
 from captioner.preprocess import load_image, to_array
@@ -44,19 +46,18 @@ class BatchClock(keras.callbacks.Callback):
 
 
 def training(workload: Workload) -> Iterator[dict]:
-    """Captions per second through `model.fit`, per attention kind and batch size: the median time between
-    consecutive batches once the first `warmup` batches (which trace the step) are done."""
-    for attention in ATTENTIONS:
-        for batch in workload.train_batches:
-            model = workload.training_model(attention)
-            clock = BatchClock()
-            steps = workload.warmup + workload.reps
-            model.fit(_random_captions(workload, batch), epochs=1, steps_per_epoch=steps, shuffle=False,
-                      verbose=0, callbacks=[clock])
-            samples = clock.intervals()[workload.warmup:]
-            yield rate("train", batch, samples, "captions/s", attention=attention, batch=batch,
-                       first_batch_s=round(clock.intervals()[0], 2))
-            keras.backend.clear_session()
+    """Captions per second through `model.fit`, per attention kind, batch size and with XLA (`--xla`) or not: the
+    median time between consecutive batches once the first `warmup` batches (which trace the step) are done."""
+    for attention, batch, xla in itertools.product(ATTENTIONS, workload.train_batches, (False, True)):
+        model = workload.training_model(attention, xla)
+        clock = BatchClock()
+        steps = workload.warmup + workload.reps
+        model.fit(_random_captions(workload, batch), epochs=1, steps_per_epoch=steps, shuffle=False,
+                  verbose=0, callbacks=[clock])
+        samples = clock.intervals()[workload.warmup:]
+        yield rate("train", batch, samples, "captions/s", attention=attention, batch=batch, xla=xla,
+                   first_batch_s=round(clock.intervals()[0], 2))
+        keras.backend.clear_session()
 
 
 def _random_captions(workload: Workload, batch: int):
@@ -97,8 +98,9 @@ def decoding(workload: Workload) -> Iterator[dict]:
 def folder_captioning(workload: Workload) -> Iterator[dict]:
     """`caption_folder` end to end (image decoding, encoder, beam search, captions, heatmaps and gallery) and,
     alternating with it on the same images, the encoder alone: image decoding (in this thread, where captioning
-    reads ahead in a pool) and the SqueezeNet forward pass, in batches of the same size."""
-    captioner = workload.untrained_captioner()
+    reads ahead in a pool) and the SqueezeNet forward pass, in batches of the same size. The model is the default
+    shipped one, as `captioner caption` uses it: its captions, and so its heatmap strips, are as long as real ones."""
+    captioner = Captioner.from_preset()
     images = workload.images(workload.folder_images)
     size = (captioner.image_size, captioner.image_size)
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -62,17 +63,23 @@ def caption_folder(
         (out / GALLERY_DIR).mkdir(exist_ok=True)
 
     failed = 0
-    with open(out / CAPTIONS_FILE, "ab", buffering=0) as captions, open(out / ERRORS_FILE, "ab", buffering=0) as errors:
+    with (open(out / CAPTIONS_FILE, "ab", buffering=0) as captions,
+          open(out / ERRORS_FILE, "ab", buffering=0) as errors,
+          ThreadPoolExecutor(max_workers=os.cpu_count()) as painters):
+        # Heatmaps are drawn in threads while the model captions the next batch. Lines are written here, in
+        # order, each once its image's heatmaps are on disk; at most a batch is in flight, so memory stays flat.
+        # A stop (Ctrl-C) still writes the lines of what was captioned.
+        queued: deque[tuple[str, Result, Future | None]] = deque()
         results = captioner.stream((path for _, path in todo), beam_size, batch_size)
-        for (name, _), result in tqdm(zip(todo, results), total=len(todo), unit="image", desc="captioning"):
-            if result.error is not None:
-                _append(errors, {"image": name, "error": result.error})
-                failed += 1
-                continue
-            if heatmaps:
-                _draw(out, name, result)
-            caption = result.caption
-            _append(captions, {"image": name, "caption": caption.text, "words": caption.words, "score": caption.score})
+        try:
+            for (name, _), result in tqdm(zip(todo, results), total=len(todo), unit="image", desc="captioning"):
+                drawn = painters.submit(_draw, out, name, result) if heatmaps and result.error is None else None
+                queued.append((name, result, drawn))
+                while len(queued) > batch_size:
+                    failed += _record(*queued.popleft(), captions, errors)
+        finally:
+            while queued:
+                failed += _record(*queued.popleft(), captions, errors)
 
     outputs = [CAPTIONS_FILE, ERRORS_FILE]
     if heatmaps:
@@ -118,6 +125,18 @@ def output_stem(name: str) -> str:
         return flat
     shortened = os.fsdecode(os.fsencode(flat)[:150])
     return f"{shortened}-{hashlib.sha1(os.fsencode(name)).hexdigest()[:12]}"
+
+
+def _record(name: str, result: Result, drawn: Future | None, captions: BinaryIO, errors: BinaryIO) -> bool:
+    """One image's line, once its heatmaps (`drawn`) are written; True if the image could not be captioned."""
+    if result.error is not None:
+        _append(errors, {"image": name, "error": result.error})
+        return True
+    if drawn is not None:
+        drawn.result()
+    caption = result.caption
+    _append(captions, {"image": name, "caption": caption.text, "words": caption.words, "score": caption.score})
+    return False
 
 
 def _draw(out: Path, name: str, result: Result) -> None:

@@ -2,6 +2,7 @@ import importlib.util
 import os
 import re
 import tempfile
+from io import BytesIO
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -10,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from captioner.heatmap import gallery_entry_html, overlay, save_png, strip, write_gallery, write_gallery_page
+from captioner.heatmap import (gallery_entry_html, overlay, overlays, png_bytes, save_png, strip, write_gallery,
+                               write_gallery_page)
 
 GRAY = (128, 128, 128)
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -89,6 +91,14 @@ def test_strip_has_the_photo_then_one_labelled_panel_per_word():
         assert labels[:, index * panel : (index + 1) * panel].min() < 100, f"word {index} is not written"
 
 
+def test_overlays_colour_each_map_on_its_own():
+    photo, maps = photo_with_quadrants(), np.stack([peaked_map(1, 1), peaked_map(5, 5), np.ones((7, 7))])
+    together = overlays(photo, maps)
+    assert [image.tobytes() for image in together] == [overlay(photo, word_map).tobytes() for word_map in maps]
+    assert together[0].tobytes() != together[1].tobytes()
+    assert overlays(photo, np.zeros((0, 7, 7))) == []
+
+
 def test_strip_wraps_many_words_onto_rows():
     photo, panel = photo_with_quadrants(), 32
     one_row = strip(photo, ["w"] * 5, np.ones((5, 7, 7)), panel_size=panel)
@@ -161,6 +171,14 @@ def test_gallery_entry_names_a_missing_field():
     del entry["attention"]
     with pytest.raises(ValueError, match="gallery entry has no 'attention'"):
         gallery_entry_html(entry)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (1, 9, 3), (9, 1, 3), (37, 23, 3)])
+def test_png_bytes_decode_to_the_same_pixels(shape):
+    pixels = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    with Image.open(BytesIO(png_bytes(pixels))) as decoded:
+        assert decoded.format == "PNG" and decoded.mode == "RGB"
+        np.testing.assert_array_equal(np.asarray(decoded), pixels)
 
 
 def test_save_png_writes_a_complete_file(tmp_path):
