@@ -9,7 +9,7 @@ from typing import TextIO
 from workload import Workload
 
 # Context fields that tell apart records of one name, in the order the table shows them.
-LABEL_FIELDS = ("attention", "search", "batch", "images", "mode")
+LABEL_FIELDS = ("attention", "search", "batch", "xla", "images", "mode")
 
 
 @dataclass(frozen=True)
@@ -36,12 +36,13 @@ def targets(workload: Workload) -> list[Target]:
     train_batch, decode_batch = max(workload.train_batches), max(workload.decode_batches)
     few, many = workload.memory_images
 
-    def training(value, attention):
-        return value("train", attention=attention, batch=train_batch)
+    def training(value, attention, xla=False):
+        return value("train", attention=attention, batch=train_batch, xla=xla)
 
     return [
-        Target(f"training captions/s, soft, batch {train_batch} / tutorial's", ">=", 4,
-               lambda value: training(value, "soft") / value("baseline_train", batch=train_batch)),
+        *(Target(f"training captions/s, soft, batch {train_batch}{', --xla' if xla else ''} / tutorial's", ">=", 4,
+                 lambda value, xla=xla: training(value, "soft", xla) / value("baseline_train", batch=train_batch))
+          for xla in (False, True)),
         *(Target(f"training time per batch of {train_batch}, {kind} / soft", "<=", 1.5,
                  lambda value, kind=kind: training(value, "soft") / training(value, kind))
           for kind in ("hard", "local-global")),

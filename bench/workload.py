@@ -99,12 +99,12 @@ class Workload:
         model = show_attend_tell(len(self.vocabulary), self.feature_dim, self.grid_shape, **self.sizes)
         return Captioner(model, self.vocabulary, ENCODER_SETTINGS, max_length=self.caption_tokens)
 
-    def training_model(self, attention: str) -> ShowAttendTell:
+    def training_model(self, attention: str, xla: bool = False) -> ShowAttendTell:
         """A model compiled as `captioner train` compiles it (its Adam, its objective), for `attention`."""
         from captioner.config import TrainConfig
         from captioner.train import build_model
 
-        config = TrainConfig(attention=attention, **self.sizes)
+        config = TrainConfig(attention=attention, xla=xla, **self.sizes)
         return build_model(config, self.vocabulary, self.grid_shape, self.feature_dim, None)
 
 

@@ -44,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
         kind = json.loads if field.name == "attention_options" else kind
         options = {"choices": DATASETS} if field.name == "dataset" else {"choices": ATTENTIONS} if field.name == "attention" else {}
         about = "a JSON object of the attention's own settings, e.g. '{\"gate\": true}' " if field.name == "attention_options" else ""
+        if isinstance(default, bool):  # --xla / --no-xla
+            options, kind = {"action": argparse.BooleanOptionalAction}, None
         train.add_argument(flag, type=kind, default=default, help=f"{about}(default: {default})", **options)
 
     evaluate = commands.add_parser("evaluate", help="decode a split once per image and score it like coco-caption")

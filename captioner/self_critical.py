@@ -2,7 +2,8 @@
 
 Each image gets `samples` captions drawn from the model. Each is rewarded by its CIDEr-D against the image's
 references (idf from the training set), less the mean reward of the image's other samples: the baseline of
-Luo (2020), "A Better Variant of Self-Critical Sequence Training", which needs no extra greedy decode. The loss
+Luo (2020), "A Better Variant of Self-Critical Sequence Training", which needs no extra greedy decode.
+`bleu_weight` adds the sample's BLEU-4 to the reward, for a model judged on BLEU-4 as well as CIDEr. The loss
 is −advantage · log p(word) per sampled word. Both passes run without dropout (and with hard attention's
 inference-time reading), so the log-probabilities are those of the distribution the captions came from.
 """
@@ -15,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from .metrics import CiderD
+from .metrics import CiderD, bleu
 from .search import Searcher
 from .vocab import Vocabulary
 
@@ -26,10 +27,12 @@ class SelfCritical(keras.callbacks.Callback):
     it starts its running means afresh each epoch."""
 
     def __init__(self, decoder, vocabulary: Vocabulary, references: Sequence[Sequence[str]], samples: int = 5,
-                 max_length: int = 25, seed: int | None = None):
+                 max_length: int = 25, seed: int | None = None, bleu_weight: float = 0.0):
         super().__init__()
         self.vocabulary = vocabulary
-        self.scorer = CiderD([[vocabulary.encode(caption)[1:-1] for caption in image] for image in references])
+        self.references = [[vocabulary.encode(caption)[1:-1] for caption in image] for image in references]
+        self.scorer = CiderD(self.references)
+        self.bleu_weight = bleu_weight
         self.searcher = Searcher(decoder, vocabulary.start, vocabulary.end, max_length=max_length)
         self.samples = samples
         self.seed = keras.random.SeedGenerator(seed)
@@ -42,11 +45,17 @@ class SelfCritical(keras.callbacks.Callback):
             tracker.reset_state()
 
     def rewards(self, tokens: np.ndarray, images: np.ndarray) -> np.ndarray:
-        """CIDEr-D of each sampled caption (N, T) against the references of its image (N,)."""
+        """The reward of each sampled caption (N, T) against the references of its image (N,)."""
         end = self.vocabulary.end
         rows = (row.tolist() for row in tokens)
         captions = [row[: row.index(end)] if end in row else [token for token in row if token] for row in rows]
-        return np.asarray([self.scorer.score(c, i) for c, i in zip(captions, images)], np.float32)
+        return np.asarray([self.reward(c, i) for c, i in zip(captions, images)], np.float32)
+
+    def reward(self, caption: list[int], image: int) -> float:
+        cider = self.scorer.score(caption, image)
+        if not self.bleu_weight:
+            return cider
+        return cider + self.bleu_weight * bleu([self.references[image]], [caption])[3]
 
     def train_step(self, model, data):
         n = self.samples

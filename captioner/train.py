@@ -1,8 +1,8 @@
 """Training from cached features with `model.fit`: checkpoints, resume, dev scores by real decoding, fine-tuning.
 
 A run folder holds `config.json`, `vocabulary.json`, `checkpoints/epoch-NNN.keras` with `state.json` naming the
-newest complete one, `best/` (the model with the best dev CIDEr, loadable by `Captioner.load`), `log.csv` and
-`progress.png`.
+newest complete one, `best/` (the model with the best dev score, CIDEr unless `select_by` says otherwise, loadable
+by `Captioner.load`), `log.csv` and `progress.png`.
 """
 from __future__ import annotations
 
@@ -240,7 +240,11 @@ def build_model(config: TrainConfig, vocabulary: Vocabulary, grid_shape, feature
         model = ShowAttendTell.from_config(settings)
         transfer_weights(start.model, start.vocabulary, model, vocabulary)
     encoder_rate = {"encoder_head": config.encoder_learning_rate / config.learning_rate}
-    model.compile(optimizer=GroupedAdam(config.learning_rate, clipnorm=config.clipnorm, multipliers=encoder_rate))
+    # Not with the self-critical step, which scores captions in Python, nor with encoder blocks: XLA slows
+    # their convolutions on a CPU.
+    xla = config.xla and config.objective == "cross-entropy" and not config.encoder_blocks
+    model.compile(optimizer=GroupedAdam(config.learning_rate, clipnorm=config.clipnorm, multipliers=encoder_rate),
+                  jit_compile=xla)
     # Built inside the first traced step instead, its variables would make TensorFlow trace that step twice.
     model.optimizer.build(model.trainable_variables)
     return model
@@ -337,9 +341,9 @@ class RunLog(keras.callbacks.Callback):
 
 
 class RunKeeper(keras.callbacks.Callback):
-    """Keeps the best model by dev CIDEr, decays the learning rate on a plateau, stops early and checkpoints
-    every epoch, with its own state and the random streams saved beside the checkpoint so `--resume` carries on
-    exactly where the run stopped."""
+    """Keeps the best model by a dev score (`select_by`), decays the learning rate on a plateau, stops early and
+    checkpoints every epoch, with its own state and the random streams saved beside the checkpoint so `--resume`
+    carries on exactly where the run stopped."""
 
     def __init__(self, run: Path, captioner: Captioner, config: TrainConfig, state: dict | None, writes: bool):
         super().__init__()
@@ -347,10 +351,10 @@ class RunKeeper(keras.callbacks.Callback):
         self.state = state or {"epoch": 0, "best": -1.0, "since_best": 0, "checkpoint": None}
 
     def on_epoch_end(self, epoch, logs=None):
-        cider = logs.get("dev_CIDEr", -1.0)
+        score = logs.get(f"dev_{self.config.select_by}", -1.0)
         self.state["epoch"] = epoch + 1
-        if cider > self.state["best"]:
-            self.state.update(best=cider, since_best=0)
+        if score > self.state["best"]:
+            self.state.update(best=score, since_best=0)
             if self.writes:
                 _replace_dir(self.run / "best", self.captioner.save)
         else:
@@ -358,10 +362,10 @@ class RunKeeper(keras.callbacks.Callback):
             if self.state["since_best"] % self.config.lr_patience == 0:
                 optimizer = self.model.optimizer
                 optimizer.learning_rate = float(optimizer.learning_rate.numpy()) * self.config.lr_decay
-                print(f"dev CIDEr has not improved for {self.state['since_best']} epochs: "
+                print(f"dev {self.config.select_by} has not improved for {self.state['since_best']} epochs: "
                       f"learning rate {float(optimizer.learning_rate.numpy()):.2e}")
             if self.state["since_best"] >= self.config.early_stopping:
-                print(f"dev CIDEr has not improved for {self.state['since_best']} epochs: stopping")
+                print(f"dev {self.config.select_by} has not improved for {self.state['since_best']} epochs: stopping")
                 self.model.stop_training = True
         self.state["random"] = [stream.numpy().tolist() for stream in random_streams(self.model)]
         if self.writes:
@@ -446,7 +450,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     callbacks = [DevScores(captioner, dev_split, config.val_beam_size)]
     if config.objective == "self-critical":
         model.self_critical = SelfCritical(model.decoder, vocabulary, [r.captions for r in train_records],
-                                           config.samples, config.max_length, config.seed)
+                                           config.samples, config.max_length, config.seed, config.bleu_weight)
         callbacks.insert(0, model.self_critical)
     if writes:
         callbacks.append(RunLog(run, first_epoch))

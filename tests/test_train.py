@@ -1,6 +1,7 @@
 """Training on a tiny real Flickr8k subset with a tiny model: run files, exact resume, kills, fine-tuning policies,
 plateau handling and tf.distribute strategies, mostly through the `captioner train` command line."""
 import csv
+import dataclasses
 import json
 import os
 import signal
@@ -20,7 +21,9 @@ from captioner.config import TrainConfig
 from captioner.data import read_dataset
 from captioner.encoder import EncoderHead
 from captioner.evaluate import METRICS
+from captioner.metrics import bleu
 from captioner.model import show_attend_tell
+from captioner.self_critical import SelfCritical
 from captioner.train import FeatureStore, build_model, caption_dataset, transfer_weights, vocabulary_for
 from captioner.vocab import Vocabulary
 from tiny_flickr8k import write_tiny_flickr8k
@@ -147,6 +150,8 @@ def test_starting_over_an_existing_run_is_a_one_line_error(full_run, data, cache
     ("lr-patience", 0, "lr_patience must be at least 1"),
     ("vocab-policy", "merge", "vocab_policy must be one of keep, extend, rebuild"),
     ("strategy", "tpu", "strategy must be one of default, mirrored, multi-worker"),
+    ("select-by", "METEOR", "select_by must be one of BLEU-1, BLEU-2, BLEU-3, BLEU-4, ROUGE-L, CIDEr"),
+    ("bleu-weight", -1, "bleu_weight must be at least 0"),
 ])
 def test_bad_settings_are_one_line_errors(tmp_path, capsys, setting, value, message):
     assert main(["train", "--out", str(tmp_path), f"--{setting}", str(value)]) == 2
@@ -289,21 +294,44 @@ def test_epochs_can_be_shorter_than_a_pass_and_resume_where_they_stopped(data, c
         np.testing.assert_array_equal(mine, theirs)
 
 
+@pytest.mark.parametrize("objective, encoder_blocks, compiled", [
+    ("cross-entropy", 0, True), ("self-critical", 0, False), ("cross-entropy", 1, False)])
+def test_xla_compiles_the_cross_entropy_step_on_cached_features_only(objective, encoder_blocks, compiled):
+    config = TrainConfig(xla=True, objective=objective, encoder_blocks=encoder_blocks, units=16, embedding_dim=16,
+                         attention_units=16)
+    vocabulary = Vocabulary.build(["a dog runs", "a cat sits"], min_count=1)
+    model = build_model(config, vocabulary, (13, 13), 512, None)
+    assert model.jit_compile is compiled
+    assert build_model(dataclasses.replace(config, xla=False), vocabulary, (13, 13), 512, None).jit_compile is False
+
+
+@pytest.mark.slow
+def test_a_run_with_xla_learns_as_one_without(full_run, data, cache, tmp_path):
+    out = tmp_path / "xla"
+    assert main([*train_args(data, out, cache, epochs=1), "--xla"]) == 0
+    # The same batches; XLA draws its own dropout masks and sums in its own order.
+    assert float(read_log(out)[0]["xent"]) == pytest.approx(float(read_log(full_run)[0]["xent"]), rel=0.02)
+
+
 # --- plateaus -----------------------------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_learning_rate_decays_on_a_plateau_and_training_stops_early(data, cache, tmp_path, monkeypatch):
-    """Dev CIDEr is scripted: best at epoch 2, then flat. Patience 2 halves the rate after epoch 4; early stopping
-    after 3 epochs without improvement ends the run after epoch 5 of 10."""
-    cider = iter([0.1, 0.3, 0.2, 0.2, 0.2, 0.9, 0.9, 0.9, 0.9, 0.9])
+@pytest.mark.parametrize("select_by", ["CIDEr", "BLEU-4"])
+def test_learning_rate_decays_on_a_plateau_and_training_stops_early(data, cache, tmp_path, monkeypatch, select_by):
+    """The selecting dev score is scripted: best at epoch 2, then flat (the others climb). Patience 2 halves the
+    rate after epoch 4; early stopping after 3 epochs without improvement ends the run after epoch 5 of 10."""
+    selecting = iter([0.1, 0.3, 0.2, 0.2, 0.2, 0.9, 0.9, 0.9, 0.9, 0.9])
+    climbing = iter(np.linspace(0.1, 1.0, 10))
     weights_when_scored = []
 
     def scripted(captioner, records, *args, **kwargs):
         weights_when_scored.append([np.asarray(v) for v in captioner.model.weights])
-        return {**{name: 0.0 for name in METRICS}, "METEOR": None, "CIDEr": next(cider)}, []
+        others = float(next(climbing))
+        return {**{name: others for name in METRICS}, "METEOR": None, select_by: next(selecting)}, []
 
     monkeypatch.setattr("captioner.train.evaluate", scripted)
     out = tmp_path / "run"
-    args = train_args(data, out, cache, epochs=10, **{"lr-patience": 2, "lr-decay": 0.5, "early-stopping": 3})
+    args = train_args(data, out, cache, epochs=10, **{"lr-patience": 2, "lr-decay": 0.5, "early-stopping": 3,
+                                                      "select-by": select_by})
     assert main(args) == 0
 
     rows = read_log(out)
@@ -396,6 +424,19 @@ def test_encoder_blocks_are_fine_tuned_from_cached_features_below_them(data, tmp
 
 
 # --- self-critical ------------------------------------------------------------------------------------------------
+def test_self_critical_reward_adds_bleu_4_at_its_weight():
+    references = [["a dog runs on the grass", "a brown dog runs", "the dog is running on grass"],
+                  ["a man rides a bike", "a person on a bicycle", "a man is cycling down the road"]]
+    vocabulary = Vocabulary.build((caption for image in references for caption in image), min_count=1)
+    decoder = show_attend_tell(len(vocabulary), 8, (2, 2), units=8, embedding_dim=8, attention_units=8).decoder
+    caption = vocabulary.encode("a dog runs on the grass")[1:-1]
+    cider = SelfCritical(decoder, vocabulary, references).reward(caption, 0)
+    mixed = SelfCritical(decoder, vocabulary, references, bleu_weight=2.0).reward(caption, 0)
+    assert cider > 0 and mixed == pytest.approx(cider + 2.0 * bleu([[vocabulary.encode(r)[1:-1] for r in
+                                                                     references[0]]], [caption])[3])
+    assert mixed > cider + 1  # the caption is a reference: its BLEU-4 is 1
+
+
 @pytest.mark.slow
 def test_self_critical_run_fine_tunes_on_the_reward_of_its_own_samples(full_run, data, cache, tmp_path):
     out = tmp_path / "self-critical"
