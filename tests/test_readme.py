@@ -267,7 +267,13 @@ HARD_RUN = ("captioner train --dataset flickr8k --data ../shared/data/flickr8k -
             "--learning-rate 2e-4 --epochs 1 --out runs/hard")
 SOFT_SC1_RUN = ("captioner train --dataset flickr8k --data ../shared/data/flickr8k --init-from runs/soft/best "
                 f"{SELF_CRITICAL} --epochs 1 --out runs/soft-sc1")
+SOFT_SC_RUN = ("captioner train --dataset flickr8k --data ../shared/data/flickr8k --init-from runs/soft/best "
+               f"{SELF_CRITICAL} --epochs 5 --out runs/soft-sc")
+SOFT_SCB_RUN = ("captioner train --dataset flickr8k --data ../shared/data/flickr8k --init-from runs/soft-sc/best "
+                "--objective self-critical --bleu-weight 1 --learning-rate 5e-5 --batch-size 16 --steps-per-epoch 60 "
+                "--lr-patience 2 --epochs 6 --out runs/soft-scb")
 trains_from_soft, trains_from_soft_sc1 = trains_after(RESUMED_SOFT_RUN), trains_after(SOFT_SC1_RUN)
+trains_from_soft_sc, trains_from_soft_scb = trains_after(SOFT_SC_RUN), trains_after(SOFT_SCB_RUN)
 trains_from_hard = trains_after(HARD_RUN)
 COMMANDS = {
     "pip install -e . && captioner caption path/to/photos --out captions/": installs_and_captions,
@@ -291,8 +297,11 @@ COMMANDS = {
     "captioner train --dataset flickr8k --data ../shared/data/flickr8k --strategy multi-worker "
     "--out runs/multi-worker": trains_on_two_local_workers,
     "python bench/run.py": benchmarks_quickly,
-    "captioner train --dataset flickr8k --data ../shared/data/flickr8k --init-from runs/soft/best "
-    f"{SELF_CRITICAL} --epochs 5 --out runs/soft-sc": trains_from_soft,
+    SOFT_SC_RUN: trains_from_soft,
+    SOFT_SCB_RUN: trains_from_soft_sc,
+    "captioner train --dataset flickr8k --data ../shared/data/flickr8k --init-from runs/soft-scb/best "
+    "--objective self-critical --bleu-weight 1 --learning-rate 1e-4 --batch-size 16 --steps-per-epoch 60 "
+    "--lr-patience 2 --select-by BLEU-4 --epochs 2 --out runs/soft-scb2": trains_from_soft_scb,
     HARD_RUN: trains_from_soft,
     "captioner train --dataset flickr8k --data ../shared/data/flickr8k --init-from runs/hard/best "
     f"{SELF_CRITICAL} --epochs 2 --out runs/hard-sc": trains_from_hard,
@@ -309,7 +318,8 @@ caption.attention.shape                            # (words, 13, 13): where it l
 captioner.heatmap("photo.jpg", caption).save("photo-attention.png")""": executes,
 }
 SLOW = {trains, trains_until_stopped, resumes, evaluates, trains_on_two_logical_cpus, trains_on_two_local_workers,
-        benchmarks_quickly, trains_from_soft, trains_from_soft_sc1, trains_from_hard}
+        benchmarks_quickly, trains_from_soft, trains_from_soft_sc1, trains_from_hard, trains_from_soft_sc,
+        trains_from_soft_scb}
 
 
 def test_every_readme_command_is_exercised():
