@@ -278,8 +278,12 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 
 
 def random_streams(model: keras.Model) -> list:
-    """The states of the model's random streams (dropout, hard attention's sampling), which `.keras` files omit."""
-    return [variable for variable in model.variables if variable.name == "seed_generator_state"]
+    """The states of the model's random streams (dropout, hard attention's sampling, self-critical sampling),
+    which `.keras` files omit."""
+    streams = [variable for variable in model.variables if variable.name == "seed_generator_state"]
+    if model.self_critical is not None:
+        streams.append(model.self_critical.seed.state)
+    return streams
 
 
 # --- callbacks ----------------------------------------------------------------------------------------------------
@@ -437,10 +441,14 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     with strategy.scope():
         if resume:
             model = keras.saving.load_model(run / "checkpoints" / state["checkpoint"], safe_mode=True)
-            for stream, value in zip(random_streams(model), state["random"], strict=True):
-                stream.assign(value)
         else:
             model = build_model(config, vocabulary, store.encoder.grid_shape, train_split.features.shape[-1], start)
+        if config.objective == "self-critical":
+            model.self_critical = SelfCritical(model.decoder, vocabulary, [r.captions for r in train_records],
+                                               config.samples, config.max_length, config.seed, config.bleu_weight)
+    if resume:
+        for stream, value in zip(random_streams(model), state["random"], strict=True):
+            stream.assign(value)
     writes = is_chief(strategy)
     if writes and not resume:
         run.mkdir(parents=True, exist_ok=True)
@@ -448,9 +456,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         vocabulary.save(run / "vocabulary.json")
     captioner = Captioner(model, vocabulary, encoder_settings, max_length=config.max_length)
     callbacks = [DevScores(captioner, dev_split, config.val_beam_size)]
-    if config.objective == "self-critical":
-        model.self_critical = SelfCritical(model.decoder, vocabulary, [r.captions for r in train_records],
-                                           config.samples, config.max_length, config.seed, config.bleu_weight)
+    if model.self_critical is not None:
         callbacks.insert(0, model.self_critical)
     if writes:
         callbacks.append(RunLog(run, first_epoch))

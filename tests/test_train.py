@@ -24,7 +24,8 @@ from captioner.evaluate import METRICS
 from captioner.metrics import bleu
 from captioner.model import show_attend_tell
 from captioner.self_critical import SelfCritical
-from captioner.train import FeatureStore, build_model, caption_dataset, transfer_weights, vocabulary_for
+from captioner.train import (FeatureStore, RunKeeper, build_model, caption_dataset, transfer_weights,
+                             vocabulary_for)
 from captioner.vocab import Vocabulary
 from tiny_flickr8k import write_tiny_flickr8k
 
@@ -449,3 +450,27 @@ def test_self_critical_run_fine_tunes_on_the_reward_of_its_own_samples(full_run,
     source, tuned = Captioner.load(full_run / "best"), Captioner.load(out / "checkpoints/../best")
     changed = [not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(source.model.weights, tuned.model.weights)]
     assert any(changed)
+
+
+@pytest.mark.slow
+def test_a_stopped_self_critical_run_resumes_to_the_uninterrupted_result(full_run, data, cache, tmp_path, monkeypatch):
+    """Stopped (Ctrl-C) after epoch 1 of 2 and resumed: the same samples, so the same weights, as a run never
+    stopped, because the sampling stream is saved with the checkpoint like dropout's."""
+    settings = {"epochs": 2, "objective": "self-critical", "samples": 3, "init-from": full_run / "best",
+                "batch-size": 8, "steps-per-epoch": 2}
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    assert main(train_args(data, straight, cache, **settings)) == 0
+    save_epoch = RunKeeper.on_epoch_end
+
+    def save_then_stop(keeper, epoch, logs=None):
+        save_epoch(keeper, epoch, logs)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(RunKeeper, "on_epoch_end", save_then_stop)
+        assert main(train_args(data, stopped, cache, **settings)) == 130
+    assert main(["train", "--resume", "--out", str(stopped)]) == 0
+    assert read_log(stopped) == read_log(straight)
+    for mine, theirs in zip(weights_of(stopped / "checkpoints/epoch-002.keras"),
+                            weights_of(straight / "checkpoints/epoch-002.keras"), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
