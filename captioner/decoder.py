@@ -49,12 +49,16 @@ class AttentionLSTMDecoder(layers.Layer):
         self.out_context.build((None, context_dim))
         self.vocabulary_projection.build((None, self.embedding_dim))
 
-    def start(self, features):
-        """Per-image work, once: normalised features, attention keys and the initial state."""
+    def start(self, features, copies=1):
+        """Per-image work, once: normalised features, attention keys and the initial state, each then repeated
+        for `copies` captions per image (image-major: B * copies rows)."""
         features = self.feature_norm(features)  # (B, L, C)
         mean = ops.mean(features, axis=1)  # (B, C)
         memory = (features, self.attention.project_keys(features))
-        return memory, (self.init_hidden(mean), self.init_cell(mean))
+        started = memory, (self.init_hidden(mean), self.init_cell(mean))
+        if copies == 1:
+            return started
+        return tf.nest.map_structure(lambda part: ops.repeat(part, copies, axis=0), started)  # (B * copies, ...)
 
     def step(self, token, state, memory, training=False):
         """One word: token (B,) and state ((B, H), (B, H)) → output (B, E) before L_o, new state, Glimpse."""
@@ -70,9 +74,10 @@ class AttentionLSTMDecoder(layers.Layer):
     def logits(self, output):
         return self.vocabulary_projection(output)  # (..., V)
 
-    def call(self, features, tokens, training=False):
-        """Teacher forcing: features (B, L, C), tokens (B, T) from <start> → logits (B, T, V), Glimpse of (B, T, ...)."""
-        memory, state = self.start(features)
+    def call(self, features, tokens, training=False, copies=1):
+        """Teacher forcing: features (B, L, C), tokens (B * copies, T) from <start>, `copies` captions per image
+        (image-major) → logits (B * copies, T, V), Glimpse of (B * copies, T, ...)."""
+        memory, state = self.start(features, copies)
         first = self.step(tokens[:, 0], state, memory, training=training)
         # tf.scan rather than keras.ops.scan: the latter's TensorFlow version needs outputs shaped like the carry.
         rest = tf.scan(

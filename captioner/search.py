@@ -57,7 +57,7 @@ class Searcher:
 
     def walk(self, features, choose, copies=1):
         """Greedy decoding's loop, one word per step picked by `choose(log_probs (B, V)) -> (B,)`."""
-        memory, state = self._start(features, copies)
+        memory, state = self.decoder.start(features, copies)
         batch = tf.shape(features)[0] * copies
         token = tf.fill([batch], self.start)
         done = tf.zeros([batch], tf.bool)
@@ -82,14 +82,10 @@ class Searcher:
         lengths = length[:, None]
         return tokens, (total / tf.cast(length, tf.float32))[:, None], lengths, alpha
 
-    def _start(self, features, copies):
-        """Per-image work once, then `copies` rows per image: memory and state of (B * copies, ...), image-major."""
-        return tf.nest.map_structure(lambda part: tf.repeat(part, copies, axis=0), self.decoder.start(features))
-
     def _beam(self, features, beam_size):
         batch, locations = tf.shape(features)[0], tf.shape(features)[1]
         k, steps = beam_size, self.max_length
-        memory, state = self._start(features, k)
+        memory, state = self.decoder.start(features, k)
         vocab = self.decoder.vocab_size
         # Only the first beam is alive at the start, so the first step picks K different words.
         scores = tf.tile(tf.constant([0.0] + [-np.inf] * (k - 1))[None], [batch, 1])  # (B, K)

@@ -66,13 +66,14 @@ class SelfCritical(keras.callbacks.Callback):
         rewards = ops.reshape(rewards, (-1, n))  # (B, n)
         baseline = (ops.sum(rewards, axis=1, keepdims=True) - rewards) / (n - 1)
         advantage = ops.reshape(rewards - baseline, (-1, 1))  # (B*n, 1)
-        inputs = {
-            "features": ops.repeat(data["features"], n, axis=0),
-            "tokens": ops.concatenate([ops.full((ops.shape(tokens)[0], 1), self.vocabulary.start, "int32"), tokens], 1),
-        }
+        # The decoder reads each sample from <start> up to its last word, and each image's features once.
+        previous = ops.concatenate([ops.full((ops.shape(tokens)[0], 1), self.vocabulary.start, "int32"),
+                                    tokens[:, :-1]], 1)  # (B*n, T)
         mask = ops.cast(ops.not_equal(tokens, 0), "float32")  # (B*n, T)
         with tf.GradientTape() as tape:
-            logits = ops.cast(model(inputs, training=False)["logits"], "float32")  # (B*n, T, V)
+            features = model.grid_features(data["features"])
+            logits, _ = model.decoder(features, previous, training=False, copies=n)
+            logits = ops.cast(logits, "float32")  # (B*n, T, V)
             log_probs = ops.squeeze(ops.take_along_axis(ops.log_softmax(logits), tokens[..., None], axis=-1), -1)
             loss = -ops.sum(advantage * log_probs * mask) / ops.sum(mask)
         gradients = tape.gradient(loss, model.trainable_weights)
