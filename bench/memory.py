@@ -51,9 +51,19 @@ def main(argv: list[str] | None = None) -> None:
         with contextlib.redirect_stdout(sys.stderr):
             caption_folder(images, out, captioner, beam_size=BEAM_SIZE)
         elapsed = time.perf_counter() - start
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux counts kilobytes
+    peak_mb = _peak_rss_mb()
     print(json.dumps(record("peak_rss", peak_mb, "MB", images=args.images, beam_size=BEAM_SIZE, heatmaps=True,
                             seconds_incl_tracing=round(elapsed, 1))))
+
+
+def _peak_rss_mb() -> float:
+    """This process's own peak RSS. Linux carries getrusage's ru_maxrss across exec, so a child started by a
+    benchmark run that had grown to gigabytes would report the parent's peak; /proc's VmHWM starts afresh."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        line = next(line for line in status.read_text().splitlines() if line.startswith("VmHWM:"))
+        return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024  # macOS counts bytes
 
 
 if __name__ == "__main__":
