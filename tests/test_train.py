@@ -453,7 +453,8 @@ def test_self_critical_run_fine_tunes_on_the_reward_of_its_own_samples(full_run,
 
 
 @pytest.mark.slow
-def test_a_stopped_self_critical_run_resumes_to_the_uninterrupted_result(full_run, data, cache, tmp_path, monkeypatch):
+def test_a_stopped_self_critical_run_resumes_to_the_uninterrupted_result(full_run, data, cache, tmp_path,
+                                                                          monkeypatch):
     """Stopped (Ctrl-C) after epoch 1 of 2 and resumed: the same samples, so the same weights, as a run never
     stopped, because the sampling stream is saved with the checkpoint like dropout's."""
     settings = {"epochs": 2, "objective": "self-critical", "samples": 3, "init-from": full_run / "best",
