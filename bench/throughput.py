@@ -96,8 +96,8 @@ def decoding(workload: Workload) -> Iterator[dict]:
 
 
 def folder_captioning(workload: Workload) -> Iterator[dict]:
-    """`caption_folder` end to end (image decoding, encoder, beam search, captions, heatmaps and gallery) and,
-    alternating with it on the same images, the encoder alone: image decoding (in this thread, where captioning
+    """`caption_folder` end to end (image decoding, encoder, beam search, captions, heatmaps and gallery), the same
+    without heatmaps, and, alternating with them on the same images, the encoder alone: image decoding (in this thread, where captioning
     reads ahead in a pool) and the SqueezeNet forward pass, in batches of the same size. The model is the default
     shipped one, as `captioner caption` uses it: its captions, and so its heatmap strips, are as long as real ones."""
     captioner = Captioner.from_preset()
@@ -112,22 +112,25 @@ def folder_captioning(workload: Workload) -> Iterator[dict]:
     with tempfile.TemporaryDirectory(prefix="captioner-bench-folder-") as scratch:
         out = Path(scratch) / "out"
 
-        def caption(paths):
+        def caption(paths, heatmaps):
             # caption_folder reports to stdout, which carries this benchmark's JSON lines.
             with contextlib.redirect_stdout(sys.stderr):
-                caption_folder(paths, out, captioner, beam_size=FOLDER_BEAM_SIZE, batch_size=FOLDER_BATCH_SIZE)
+                caption_folder(paths, out, captioner, beam_size=FOLDER_BEAM_SIZE, batch_size=FOLDER_BATCH_SIZE,
+                               heatmaps=heatmaps)
 
-        captions, encoder_only = [], []
+        captions, encoder_only = {True: [], False: []}, []
         for _ in range(workload.warmup):
-            caption(images[:FOLDER_BATCH_SIZE])
+            caption(images[:FOLDER_BATCH_SIZE], heatmaps=True)
             shutil.rmtree(out)  # a rerun into the same folder would skip every image as done
         for _ in range(workload.folder_reps):
-            captions.append(seconds(lambda: caption(images)))
-            words = _mean_words(out / "captions.jsonl")
-            shutil.rmtree(out)
+            for heatmaps, samples in captions.items():
+                samples.append(seconds(lambda: caption(images, heatmaps)))
+                words = _mean_words(out / "captions.jsonl")
+                shutil.rmtree(out)
             encoder_only.append(seconds(encode_only))
-    yield rate("folder", len(images), captions, "images/s", beam_size=FOLDER_BEAM_SIZE, heatmaps=True,
-               batch=FOLDER_BATCH_SIZE, images=len(images), mean_words=words)
+    for heatmaps, samples in captions.items():
+        yield rate("folder", len(images), samples, "images/s", beam_size=FOLDER_BEAM_SIZE, heatmaps=heatmaps,
+                   batch=FOLDER_BATCH_SIZE, images=len(images), mean_words=words)
     yield rate("encoder", len(images), encoder_only, "images/s", batch=FOLDER_BATCH_SIZE, images=len(images))
 
 
