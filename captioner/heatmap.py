@@ -5,7 +5,6 @@ import base64
 import html
 import os
 import struct
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from io import BytesIO
 from string import Template
@@ -14,6 +13,7 @@ from typing import Any
 import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+from zlib_ng import zlib_ng as zlib
 
 from .atomic import atomic_file
 
@@ -150,8 +150,8 @@ def save_png(image: Image.Image, path: str | os.PathLike) -> None:
 def png_bytes(pixels: np.ndarray) -> bytes:
     """An (H, W, 3) uint8 array as PNG, every row "Up"-filtered and run-length deflated.
 
-    Pillow tries all five PNG filters on every row, which costs more than the compression: for a heatmap strip
-    this is twice as fast as Pillow at its fastest level, for files as small.
+    Pillow tries all five PNG filters on every row, which costs more than the compression, and zlib-ng deflates
+    run-length data about twice as fast as zlib: a heatmap strip takes a third of Pillow's time, for files as small.
     """
     height, width, _ = pixels.shape
     flat = pixels.reshape(height, -1)
