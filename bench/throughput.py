@@ -97,9 +97,10 @@ def decoding(workload: Workload) -> Iterator[dict]:
 
 def folder_captioning(workload: Workload) -> Iterator[dict]:
     """`caption_folder` end to end (image decoding, encoder, beam search, captions, heatmaps and gallery), the same
-    without heatmaps, and, alternating with them on the same images, the encoder alone: image decoding (in this thread, where captioning
-    reads ahead in a pool) and the SqueezeNet forward pass, in batches of the same size. The model is the default
-    shipped one, as `captioner caption` uses it: its captions, and so its heatmap strips, are as long as real ones."""
+    without heatmaps, and, alternating with them on the same images, the encoder alone: image decoding (in this
+    thread, where captioning reads ahead in a pool) and the SqueezeNet forward pass, in batches of the same size.
+    The model is the default shipped one, as `captioner caption` uses it: its captions, and so its heatmap strips,
+    are as long as real ones."""
     captioner = Captioner.from_preset()
     images = workload.images(workload.folder_images)
     size = (captioner.image_size, captioner.image_size)

@@ -9,7 +9,8 @@ from pathlib import Path
 VOCAB_POLICIES = ("keep", "extend", "rebuild")
 OBJECTIVES = ("cross-entropy", "self-critical")
 STRATEGIES = ("default", "mirrored", "multi-worker")
-DEV_SCORES = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr")  # what validation decodes and scores
+# What validation logs after each epoch: every coco-caption metric but METEOR, which needs Java and takes longest.
+DEV_SCORES = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr")
 
 
 @dataclass

@@ -22,11 +22,11 @@ from matplotlib.figure import Figure
 from .api import Captioner
 from .atomic import write_atomically
 from .attention import kind_of
-from .config import TrainConfig
+from .config import DEV_SCORES, TrainConfig
 from .data import Record, read_dataset
 from .data.cache import FeatureCache
 from .encoder import CNNEncoder, EncoderHead
-from .evaluate import METRICS, evaluate
+from .evaluate import evaluate
 from .model import ShowAttendTell, show_attend_tell
 from .optimizer import GroupedAdam
 from .preprocess import load_image, to_array
@@ -301,7 +301,7 @@ class DevScores(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         scores, _ = evaluate(self.captioner, self.dev.records, self.beam_size, features=self.dev.features,
                              meteor="none", progress=False)
-        logs.update({f"dev_{name}": scores[name] for name in METRICS if scores[name] is not None})
+        logs.update({f"dev_{name}": scores[name] for name in DEV_SCORES})
         print(f"\nepoch {epoch + 1}: dev " + ", ".join(f"{k[4:]} {v:.4f}" for k, v in logs.items() if k.startswith("dev_")))
 
 
