@@ -1,11 +1,11 @@
 """The LSTM that writes a caption word by word, attending to the feature grid at every step.
 
-`step` is the only decoding code: teacher-forced training (`call`), greedy and beam search all go through it.
+`advance` is the only recurrent code. `step` writes one word with it (greedy and beam search call `step`);
+teacher-forced training (`call`) runs it over a caption, with `step`'s per-word parts batched over all words.
 """
 import keras
 import tensorflow as tf
 from keras import layers, ops
-
 
 
 @keras.saving.register_keras_serializable("captioner")
@@ -28,6 +28,7 @@ class AttentionLSTMDecoder(layers.Layer):
         self.init_hidden = layers.Dense(units, activation="tanh", name="init_hidden")
         self.init_cell = layers.Dense(units, activation="tanh", name="init_cell")
         self.embedding = layers.Embedding(vocab_size, embedding_dim, name="embedding")
+        # Holds the LSTM's weights; `advance` applies them itself, the previous word's rows apart from the context's.
         self.lstm = layers.LSTMCell(units, name="lstm")
         self.out_hidden = layers.Dense(embedding_dim, name="out_hidden")  # L_h
         self.out_context = layers.Dense(embedding_dim, name="out_context")  # L_z
@@ -62,34 +63,52 @@ class AttentionLSTMDecoder(layers.Layer):
 
     def step(self, token, state, memory, training=False):
         """One word: token (B,) and state ((B, H), (B, H)) → output (B, E) before L_o, new state, Glimpse."""
+        embedded = self.embedding(token)  # (B, E)
+        state, glimpse = self.advance(self.word_gates(embedded), state, memory, training=training)
+        return self.readout(embedded, state[0], glimpse.context, training=training), state, glimpse
+
+    def word_gates(self, embedded):
+        """The previous word's part of the LSTM's gate pre-activations, (..., E) → (..., 4H)."""
+        return ops.matmul(embedded, self.lstm.kernel[: self.embedding_dim]) + self.lstm.bias
+
+    def advance(self, word_gates, state, memory, training=False):
+        """The recurrence: attend with h_{t-1}, then update the LSTM from the word's gates and the context."""
         features, keys = memory
         hidden, cell = state
         glimpse = self.attention.attend(features, hidden, keys=keys, training=training)
-        embedded = self.embedding(token)  # (B, E)
-        inputs = ops.concatenate([embedded, glimpse.context], axis=-1)  # (B, E + D)
-        hidden, (hidden, cell) = self.lstm(inputs, (hidden, cell), training=training)
-        output = ops.tanh(embedded + self.out_hidden(hidden) + self.out_context(glimpse.context))
-        return self.dropout(output, training=training), (hidden, cell), glimpse
+        gates = (word_gates + ops.matmul(glimpse.context, self.lstm.kernel[self.embedding_dim:])
+                 + ops.matmul(hidden, self.lstm.recurrent_kernel))  # (B, 4H)
+        input_gate, forget_gate, candidate, output_gate = ops.split(gates, 4, axis=-1)  # LSTMCell's order
+        cell = ops.sigmoid(forget_gate) * cell + ops.sigmoid(input_gate) * ops.tanh(candidate)
+        hidden = ops.sigmoid(output_gate) * ops.tanh(cell)
+        return (hidden, cell), glimpse
+
+    def readout(self, embedded, hidden, context, training=False):
+        """The deep output before L_o, tanh(E y_{t-1} + L_h h_t + L_z z_t), over any leading axes."""
+        output = ops.tanh(embedded + self.out_hidden(hidden) + self.out_context(context))
+        return self.dropout(output, training=training)
 
     def logits(self, output):
         return self.vocabulary_projection(output)  # (..., V)
 
     def call(self, features, tokens, training=False, copies=1):
         """Teacher forcing: features (B, L, C), tokens (B * copies, T) from <start>, `copies` captions per image
-        (image-major) → logits (B * copies, T, V), Glimpse of (B * copies, T, ...)."""
+        (image-major) → logits (B * copies, T, V), Glimpse of (B * copies, T, ...).
+
+        What `step` does per word that does not depend on the state (the embedding, its gates, the deep output,
+        the vocabulary projection) runs here once over all steps, as large matmuls; only `advance` loops.
+        """
         memory, state = self.start(features, copies)
-        first = self.step(tokens[:, 0], state, memory, training=training)
+        embedded = self.embedding(tokens)  # (B, T, E)
+        word_gates = ops.moveaxis(self.word_gates(embedded), 1, 0)  # (T, B, 4H)
+        first = self.advance(word_gates[0], state, memory, training=training)
         # tf.scan rather than keras.ops.scan: the latter's TensorFlow version needs outputs shaped like the carry.
-        rest = tf.scan(
-            lambda previous, token: self.step(token, previous[1], memory, training=training),
-            ops.transpose(tokens[:, 1:]),
-            initializer=first,
-        )  # (T - 1, B, ...)
-        outputs, _, glimpses = tf.nest.map_structure(
+        rest = tf.scan(lambda previous, gates: self.advance(gates, previous[0], memory, training=training),
+                       word_gates[1:], initializer=first)  # (T - 1, B, ...)
+        (hidden, _), glimpses = tf.nest.map_structure(
             lambda head, tail: ops.moveaxis(ops.concatenate([head[None], tail], axis=0), 0, 1), first, rest
         )  # (B, T, ...)
-        # The vocabulary projection is the largest matmul: once over all steps, outside the recurrence.
-        return self.logits(outputs), glimpses
+        return self.logits(self.readout(embedded, hidden, glimpses.context, training=training)), glimpses
 
     def get_config(self):
         return {

@@ -2,8 +2,10 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from captioner.attention import ATTENTIONS, SCORES, make_attention
+from captioner.attention.contractions import match, weighted_sum
 
 GRID = (5, 6)
 B, C, H = 3, 8, 12
@@ -103,3 +105,26 @@ def test_unknown_kinds_are_refused():
         make_attention("sideways", GRID)
     with pytest.raises(ValueError, match="unknown score"):
         make_attention("soft", GRID, score="cosine")
+
+
+@pytest.mark.parametrize("contraction, spelled_out", [
+    (weighted_sum, "bl,blc->bc"),
+    (match, "blc,bc->bl"),
+])
+def test_contractions_have_the_gradients_of_the_einsum_they_replace(contraction, spelled_out):
+    rng = np.random.default_rng(5)
+    first_shape, second_shape = ((B, L), (B, L, C)) if contraction is weighted_sum else ((B, L, C), (B, C))
+    first = tf.constant(rng.normal(size=first_shape), tf.float32)
+    second = tf.constant(rng.normal(size=second_shape), tf.float32)
+    cotangent = tf.constant(rng.normal(size=(B, C) if contraction is weighted_sum else (B, L)), tf.float32)
+
+    def value_and_gradients(function):
+        with tf.GradientTape() as tape:
+            tape.watch([first, second])
+            value = function(first, second)
+        return [value, *tape.gradient(value, [first, second], output_gradients=cotangent)]
+
+    ours = value_and_gradients(contraction)
+    expected = value_and_gradients(lambda a, b: tf.einsum(spelled_out, a, b))
+    for got, want in zip(ours, expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

@@ -36,6 +36,37 @@ def test_each_kind_overfits_a_tiny_set(kind):
 
 
 @pytest.mark.parametrize("kind", ATTENTIONS)
+def test_decoding_word_by_word_gives_the_teacher_forced_logits(kind):
+    """Training batches what `step` does per word across all words: both must compute the same thing."""
+    keras.utils.set_random_seed(3)
+    decoder = tiny(kind).decoder
+    batch = toy_batch(seed=3)
+    features, tokens = batch["features"], batch["tokens"][:, :-1]
+    forced, forced_glimpses = decoder(features, tokens)
+    memory, state = decoder.start(features)
+    for t in range(tokens.shape[1]):
+        output, state, glimpse = decoder.step(tokens[:, t], state, memory)
+        np.testing.assert_allclose(decoder.logits(output), forced[:, t], atol=1e-5)
+        np.testing.assert_allclose(glimpse.alpha, forced_glimpses.alpha[:, t], atol=1e-6)
+
+
+def test_the_recurrence_is_keras_lstm_cell_on_the_word_and_the_context():
+    """`advance` applies the LSTMCell's weights itself; saved models rely on it doing what the cell does."""
+    keras.utils.set_random_seed(4)
+    decoder = tiny("soft").decoder
+    features = toy_batch(seed=4)["features"]
+    memory, state = decoder.start(features)
+    for _ in range(3):  # away from the initial state
+        _, state, _ = decoder.step(np.full(len(features), 5), state, memory)
+    token = np.arange(len(features)) + 4
+    (hidden, cell), glimpse = decoder.advance(decoder.word_gates(decoder.embedding(token)), state, memory)
+    inputs = keras.ops.concatenate([decoder.embedding(token), glimpse.context], axis=-1)
+    expected_hidden, (_, expected_cell) = decoder.lstm(inputs, state)
+    np.testing.assert_allclose(hidden, expected_hidden, atol=1e-6)
+    np.testing.assert_allclose(cell, expected_cell, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ATTENTIONS)
 def test_save_load_gives_identical_outputs(kind, tmp_path):
     keras.utils.set_random_seed(1)
     model = tiny(kind)

@@ -11,6 +11,7 @@ import numpy as np
 from keras import layers, ops
 
 from .base import Attention, Glimpse
+from .contractions import weighted_sum
 from .soft import SoftAttention
 
 
@@ -59,7 +60,7 @@ class LocalGlobalAttention(Attention):
         overall = ops.softmax(scores, axis=-1)
         local = self.local_weights(scores, hidden)
         overall_context = self.global_attention.read(overall, features, hidden)
-        local_context = ops.einsum("bl,blc->bc", local, features)  # (B, C)
+        local_context = weighted_sum(local, features)  # (B, C)
         if self.local_gate is not None:
             local_context = local_context * self.local_gate(hidden)
         alpha = (overall + local) / 2

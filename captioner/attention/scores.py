@@ -6,6 +6,8 @@ and `score(keys, hidden)`, the part that runs at every word.
 import keras
 from keras import layers, ops
 
+from .contractions import match
+
 
 @keras.saving.register_keras_serializable("captioner")
 class AdditiveScore(layers.Layer):
@@ -27,8 +29,9 @@ class AdditiveScore(layers.Layer):
         return self.key(features)  # (B, L, A)
 
     def score(self, keys, hidden):
-        query = ops.expand_dims(self.query(hidden), 1)  # (B, 1, A)
-        return ops.squeeze(self.energy(ops.tanh(keys + query)), -1)  # (B, L)
+        energy = ops.tanh(keys + ops.expand_dims(self.query(hidden), 1))  # (B, L, A)
+        weights = ops.broadcast_to(self.energy.kernel[:, 0], ops.shape(hidden)[:1] + (self.units,))  # (B, A)
+        return match(energy, weights)  # (B, L)
 
     def get_config(self):
         return {**super().get_config(), "units": self.units}
@@ -46,7 +49,7 @@ class GeneralScore(layers.Layer):
         return self.key(features)  # (B, L, H)
 
     def score(self, keys, hidden):
-        return ops.einsum("blh,bh->bl", keys, hidden)
+        return match(keys, hidden)
 
 
 @keras.saving.register_keras_serializable("captioner")
@@ -67,7 +70,7 @@ class DotScore(layers.Layer):
         return self.key(features)  # (B, L, A)
 
     def score(self, keys, hidden):
-        return ops.einsum("bla,ba->bl", keys, self.query(hidden)) / self.units**0.5
+        return match(keys, self.query(hidden)) / self.units**0.5
 
     def get_config(self):
         return {**super().get_config(), "units": self.units}

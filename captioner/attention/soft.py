@@ -3,6 +3,7 @@ import keras
 from keras import layers, ops
 
 from .base import Attention, Glimpse
+from .contractions import weighted_sum
 from .scores import make_score
 
 
@@ -32,7 +33,7 @@ class SoftAttention(Attention):
 
     def read(self, weights, features, hidden):
         """Σ_i w_i a_i, scaled by the gate."""
-        context = ops.einsum("bl,blc->bc", weights, features)  # (B, C)
+        context = weighted_sum(weights, features)  # (B, C)
         return context * self.gate(hidden) if self.gate is not None else context
 
     def attend(self, features, hidden, keys=None, training=False):
