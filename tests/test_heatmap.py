@@ -1,3 +1,4 @@
+import base64
 import importlib.util
 import os
 import re
@@ -142,10 +143,10 @@ def test_gallery_escapes_user_text_and_needs_nothing_from_outside(tmp_path):
     assert "<script>alert" not in text
     assert "<img src=x" not in text
     assert "&lt;b&gt;</button>" in text
-    assert text.count('<figure class="entry">') == 2
-    assert text.count('class="word"') == 5
-    links = re.findall(r'(?:src|href|data-heat)="([^"]*)"', text)
-    assert len(links) == 1 + 2 + 5  # favicon, two photos, five words
+    assert text.count('<figure class="entry" data-grid="7 7">') == 2
+    assert text.count('class="word"') == text.count("data-map=") == 5
+    links = re.findall(r'(?:src|href)="([^"]*)"', text)
+    assert len(links) == 1 + 2  # favicon, two photos
     assert all(link.startswith("data:") for link in links)
     assert list(tmp_path.iterdir()) == [page], "no temporary file is left behind"
 
@@ -236,6 +237,11 @@ def open_gallery(browser, url):
     return browser.find_elements("css selector", ".entry")
 
 
+def decoded(data_uri: str) -> np.ndarray:
+    with Image.open(BytesIO(base64.b64decode(data_uri.split(",", 1)[1]))) as image:
+        return np.asarray(image.convert("RGB"), dtype=float)
+
+
 def test_hovering_a_word_shows_its_heatmap_and_leaving_restores_the_photo(browser, gallery_url):
     from selenium.webdriver import ActionChains
 
@@ -246,14 +252,22 @@ def test_hovering_a_word_shows_its_heatmap_and_leaving_restores_the_photo(browse
     original = photo.get_attribute("src")
     assert original.startswith("data:image/jpeg;base64,")
 
-    for word in words:
+    shown = []
+    for word, attention in zip(words, gallery_entries()[0]["attention"]):
         ActionChains(browser).move_to_element(word).perform()
-        heat = word.get_attribute("data-heat")
-        assert heat != original
-        assert photo.get_attribute("src") == heat, f"hovering {word.text!r} did not show its heatmap"
+        heat = photo.get_attribute("src")
+        assert heat.startswith("data:image/png;base64,"), f"hovering {word.text!r} did not show its heatmap"
+        # The page colours the map as `overlay` does, over the photo it shows.
+        expected = np.asarray(overlay(Image.fromarray(decoded(original).astype(np.uint8)), attention), dtype=float)
+        difference = np.abs(decoded(heat) - expected)
+        assert difference.mean() < 0.5 and difference.max() <= 2, f"{word.text!r}: {difference.mean(), difference.max()}"
+        shown.append(heat)
+    assert len(set(shown)) == len(words)
 
     ActionChains(browser).move_to_element(browser.find_element("css selector", "h1")).perform()
     assert photo.get_attribute("src") == original
+    ActionChains(browser).move_to_element(words[1]).perform()
+    assert photo.get_attribute("src") == shown[1], "a word shows the same heatmap every time"
     assert [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"] == []
 
 
@@ -266,7 +280,22 @@ def test_clicking_a_word_keeps_its_heatmap_until_clicked_again(browser, gallery_
     heading = browser.find_element("css selector", "h1")
     original = photo.get_attribute("src")
 
-    ActionChains(browser).click(word).move_to_element(heading).perform()
-    assert photo.get_attribute("src") == word.get_attribute("data-heat")
+    ActionChains(browser).click(word).perform()
+    heat = photo.get_attribute("src")
+    assert heat != original
+    ActionChains(browser).move_to_element(heading).perform()
+    assert photo.get_attribute("src") == heat
     ActionChains(browser).click(word).move_to_element(heading).perform()
     assert photo.get_attribute("src") == original
+
+
+@pytest.mark.parametrize(("shape", "size"), [((13, 13), (224, 224)), ((7, 5), (120, 80)), ((13, 9), (6, 11))])
+def test_the_page_resamples_maps_as_pillow_bicubic_does(browser, gallery_url, shape, size):
+    open_gallery(browser, gallery_url)
+    levels = np.random.default_rng(0).integers(0, 256, shape)
+    page = browser.execute_script(
+        "const [levels, ...sizes] = arguments; return Array.from(upsample(Uint8Array.from(levels), ...sizes))",
+        levels.ravel().tolist(), *shape, *size,
+    )
+    pillow = np.asarray(Image.fromarray(levels.astype(np.float32)).resize(size, Image.Resampling.BICUBIC))
+    np.testing.assert_allclose(np.reshape(page, pillow.shape), pillow, atol=1e-3)
