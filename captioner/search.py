@@ -91,8 +91,12 @@ class Searcher:
         scores = tf.tile(tf.constant([0.0] + [-np.inf] * (k - 1))[None], [batch, 1])  # (B, K)
         done = tf.zeros([batch, k], tf.bool)
         length = tf.zeros([batch, k], tf.int32)
-        tokens = tf.zeros([batch, k, steps], tf.int32)
-        alphas = tf.zeros([batch, k, steps, locations])
+        # Each step's words, parents and attention are written once, in the order the beams had then, and the
+        # finished beams are traced back through their parents at the end: reordering the whole history at every
+        # step would cost O(T^2). Steps not taken keep word 0, no attention, and each beam its own parent.
+        words = tf.zeros([steps, batch, k], tf.int32)
+        parents = tf.tile(tf.range(k)[None, None], [steps, batch, 1])  # (T, B, K)
+        alphas = tf.zeros([steps, batch, k, locations])
         token = tf.fill([batch * k], self.start)
         # A finished beam may only extend with <pad> (id 0) at no cost, so it keeps its score and slot.
         finished_row = tf.concat([[0.0], tf.fill([vocab - 1], -np.inf)], 0)  # (V,)
@@ -108,17 +112,27 @@ class Searcher:
             rows = tf.reshape(parent + tf.range(batch)[:, None] * k, [-1])  # (B*K,) into the flat beams
             state = tf.nest.map_structure(lambda s: tf.gather(s, rows), state)
             was_done = _reorder(done, parent)
-            at_t = tf.one_hot(t, steps, on_value=True, off_value=False)  # (T,)
-            tokens = tf.where(at_t, tf.where(was_done, 0, word)[..., None], _reorder(tokens, parent))
-            step_alpha = _reorder(tf.reshape(glimpse.alpha, [batch, k, locations]), parent)
-            step_alpha = tf.where(was_done[..., None], 0.0, step_alpha)
-            alphas = tf.where(at_t[:, None], step_alpha[:, :, None], _reorder(alphas, parent))
+            alpha = tf.where(done[..., None], 0.0, tf.reshape(glimpse.alpha, [batch, k, locations]))  # (B, K, L)
+            words = _write(words, t, tf.where(was_done, 0, word))
+            parents = _write(parents, t, parent)
+            alphas = _write(alphas, t, alpha)
             length = _reorder(length, parent) + tf.cast(~was_done, tf.int32)
             done = was_done | tf.equal(word, self.end)
             token = tf.reshape(word, [-1])
         normalised = scores / tf.cast(tf.maximum(length, 1), tf.float32)
         normalised, order = tf.math.top_k(normalised, k)
-        return _reorder(tokens, order), normalised, _reorder(length, order), _reorder(alphas, order)
+        # came_from[t]: the slot, at step t, of the beam each final beam extended then; its slot at step t is
+        # came_from[t + 1] (the final order after the last step).
+        came_from = tf.scan(lambda after, parent: _reorder(parent, after), parents, initializer=order, reverse=True)
+        slots = tf.concat([came_from[1:], order[None]], 0)  # (T, B, K)
+        tokens = tf.transpose(tf.gather(words, slots, batch_dims=2), [1, 2, 0])  # (B, K, T)
+        alphas = tf.transpose(tf.gather(alphas, came_from, batch_dims=2), [1, 2, 0, 3])  # (B, K, T, L)
+        return tokens, normalised, _reorder(length, order), alphas
+
+
+def _write(history, t, value):
+    """history (T, ...) with row t set to value: in place under XLA."""
+    return tf.tensor_scatter_nd_update(history, [[t]], value[None])
 
 
 def _reorder(tensor, index):

@@ -51,6 +51,26 @@ def test_beams_come_back_sorted_with_their_attention(beam_size):
             assert np.all(found.tokens[image, beam, length:] == 0)
 
 
+@pytest.mark.parametrize("kind", ATTENTIONS)
+def test_each_beam_is_what_teacher_forcing_its_words_gives(kind):
+    """Beams are traced back through their parents at the end: each one's words, score and attention must be
+    those of one consistent path, also when captions end at different steps."""
+    searcher = Searcher(decoder(kind, seed=3), START, END, max_length=12)
+    favour(searcher.decoder, END, 0.3)  # beams end anywhere from the first step to the last
+    found = searcher.beam(features(6), 5)
+    assert len(set(found.lengths.ravel())) > 1
+    for image in range(6):
+        for beam in range(5):
+            length = found.lengths[image, beam]
+            words = found.tokens[image, beam, :length]
+            logits, glimpses = searcher.decoder(features(6)[image:image + 1], np.array([[START, *words]]))
+            log_probs = np.asarray(keras.ops.log_softmax(logits[0, :length]))
+            np.testing.assert_allclose(log_probs[np.arange(length), words].mean(), found.scores[image, beam],
+                                       atol=1e-4)
+            np.testing.assert_allclose(np.asarray(glimpses.alpha)[0, :length], found.alphas[image, beam, :length],
+                                       atol=1e-5)
+
+
 def test_beam_search_is_at_least_as_good_as_greedy_under_its_own_score():
     searcher = Searcher(decoder(seed=3), START, END, max_length=12)
     favour(searcher.decoder, END, 3.0)  # captions end at different lengths
