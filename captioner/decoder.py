@@ -64,20 +64,28 @@ class AttentionLSTMDecoder(layers.Layer):
     def step(self, token, state, memory, training=False):
         """One word: token (B,) and state ((B, H), (B, H)) → output (B, E) before L_o, new state, Glimpse."""
         embedded = self.embedding(token)  # (B, E)
-        state, glimpse = self.advance(self.word_gates(embedded), state, memory, training=training)
+        state, glimpse = self.advance(self.word_gates(embedded), state, memory, self.state_kernels(),
+                                      training=training)
         return self.readout(embedded, state[0], glimpse.context, training=training), state, glimpse
 
     def word_gates(self, embedded):
         """The previous word's part of the LSTM's gate pre-activations, (..., E) → (..., 4H)."""
         return ops.matmul(embedded, self.lstm.kernel[: self.embedding_dim]) + self.lstm.bias
 
-    def advance(self, word_gates, state, memory, training=False):
+    def state_kernels(self):
+        """The LSTM's kernels for what changes at every step: the context's rows of its input kernel, and its
+        recurrent kernel. Sliced once per caption: in a loop, the slice's gradient would be a kernel-sized
+        tensor added up at every step."""
+        return self.lstm.kernel[self.embedding_dim:], self.lstm.recurrent_kernel
+
+    def advance(self, word_gates, state, memory, state_kernels, training=False):
         """The recurrence: attend with h_{t-1}, then update the LSTM from the word's gates and the context."""
         features, keys = memory
         hidden, cell = state
+        context_kernel, recurrent_kernel = state_kernels
         glimpse = self.attention.attend(features, hidden, keys=keys, training=training)
-        gates = (word_gates + ops.matmul(glimpse.context, self.lstm.kernel[self.embedding_dim:])
-                 + ops.matmul(hidden, self.lstm.recurrent_kernel))  # (B, 4H)
+        gates = (word_gates + ops.matmul(glimpse.context, context_kernel)
+                 + ops.matmul(hidden, recurrent_kernel))  # (B, 4H)
         input_gate, forget_gate, candidate, output_gate = ops.split(gates, 4, axis=-1)  # LSTMCell's order
         cell = ops.sigmoid(forget_gate) * cell + ops.sigmoid(input_gate) * ops.tanh(candidate)
         hidden = ops.sigmoid(output_gate) * ops.tanh(cell)
@@ -101,9 +109,10 @@ class AttentionLSTMDecoder(layers.Layer):
         memory, state = self.start(features, copies)
         embedded = self.embedding(tokens)  # (B, T, E)
         word_gates = ops.moveaxis(self.word_gates(embedded), 1, 0)  # (T, B, 4H)
-        first = self.advance(word_gates[0], state, memory, training=training)
+        kernels = self.state_kernels()
+        first = self.advance(word_gates[0], state, memory, kernels, training=training)
         # tf.scan rather than keras.ops.scan: the latter's TensorFlow version needs outputs shaped like the carry.
-        rest = tf.scan(lambda previous, gates: self.advance(gates, previous[0], memory, training=training),
+        rest = tf.scan(lambda previous, gates: self.advance(gates, previous[0], memory, kernels, training=training),
                        word_gates[1:], initializer=first)  # (T - 1, B, ...)
         (hidden, _), glimpses = tf.nest.map_structure(
             lambda head, tail: ops.moveaxis(ops.concatenate([head[None], tail], axis=0), 0, 1), first, rest

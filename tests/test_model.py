@@ -59,7 +59,8 @@ def test_the_recurrence_is_keras_lstm_cell_on_the_word_and_the_context():
     for _ in range(3):  # away from the initial state
         _, state, _ = decoder.step(np.full(len(features), 5), state, memory)
     token = np.arange(len(features)) + 4
-    (hidden, cell), glimpse = decoder.advance(decoder.word_gates(decoder.embedding(token)), state, memory)
+    (hidden, cell), glimpse = decoder.advance(decoder.word_gates(decoder.embedding(token)), state, memory,
+                                             decoder.state_kernels())
     inputs = keras.ops.concatenate([decoder.embedding(token), glimpse.context], axis=-1)
     expected_hidden, (_, expected_cell) = decoder.lstm(inputs, state)
     np.testing.assert_allclose(hidden, expected_hidden, atol=1e-6)
