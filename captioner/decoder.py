@@ -7,6 +7,8 @@ import keras
 import tensorflow as tf
 from keras import layers, ops
 
+from .attention.contractions import Standardised
+
 
 @keras.saving.register_keras_serializable("captioner")
 class AttentionLSTMDecoder(layers.Layer):
@@ -53,13 +55,17 @@ class AttentionLSTMDecoder(layers.Layer):
     def start(self, features, copies=1):
         """Per-image work, once: normalised features, attention keys and the initial state, each then repeated
         for `copies` captions per image (image-major: B * copies rows)."""
-        features = self.feature_norm(features)  # (B, L, C)
-        mean = ops.mean(features, axis=1)  # (B, C)
-        memory = (features, self.attention.project_keys(features))
-        started = memory, (self.init_hidden(mean), self.init_cell(mean))
-        if copies == 1:
-            return started
-        return tf.nest.map_structure(lambda part: ops.repeat(part, copies, axis=0), started)  # (B * copies, ...)
+        norm = self.feature_norm  # applied by parts, as LayerNormalization computes it: see Standardised
+        mean, variance = ops.moments(features, axes=[-1], keepdims=True)
+        normalised = (features - mean) * ops.rsqrt(variance + norm.epsilon)  # (B, L, C)
+        values = Standardised(normalised, norm.gamma, norm.beta)
+        pooled = ops.mean(normalised, axis=1) * norm.gamma + norm.beta  # (B, C)
+        state = self.init_hidden(pooled), self.init_cell(pooled)
+        per_image = normalised, self.attention.project_keys(values), state
+        if copies > 1:
+            per_image = tf.nest.map_structure(lambda part: ops.repeat(part, copies, axis=0), per_image)
+        normalised, keys, state = per_image
+        return (values._replace(normalised=normalised), keys), state
 
     def step(self, token, state, memory, training=False):
         """One word: token (B,) and state ((B, H), (B, H)) → output (B, E) before L_o, new state, Glimpse."""

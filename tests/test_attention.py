@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from captioner.attention import ATTENTIONS, SCORES, make_attention
-from captioner.attention.contractions import match, weighted_sum
+from captioner.attention.contractions import Standardised, match, weighted_sum
 
 GRID = (5, 6)
 B, C, H = 3, 8, 12
@@ -128,3 +128,37 @@ def test_contractions_have_the_gradients_of_the_einsum_they_replace(contraction,
     expected = value_and_gradients(lambda a, b: tf.einsum(spelled_out, a, b))
     for got, want in zip(ours, expected):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_weighted_sum_of_standardised_features_is_that_of_the_features_with_the_same_gradients():
+    rng = np.random.default_rng(6)
+    weights = tf.constant(rng.random((B, L)), tf.float32)  # summing to anything: the offset counts once per unit
+    normalised = tf.constant(rng.normal(size=(B, L, C)), tf.float32)
+    scale, offset = (tf.constant(rng.normal(size=C), tf.float32) for _ in range(2))
+    cotangent = tf.constant(rng.normal(size=(B, C)), tf.float32)
+
+    def value_and_gradients(values):
+        inputs = [weights, normalised, scale, offset]
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            value = weighted_sum(weights, values(*inputs[1:]))
+        return [value, *tape.gradient(value, inputs, output_gradients=cotangent)]
+
+    by_parts = value_and_gradients(Standardised)
+    whole = value_and_gradients(lambda normalised, scale, offset: scale * normalised + offset)
+    for got, want in zip(by_parts, whole):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("score", SCORES)
+@pytest.mark.parametrize("kind", ATTENTIONS)
+def test_standardised_features_give_the_keys_and_glimpse_of_the_features_they_stand_for(kind, score):
+    layer = attention(kind, score)
+    normalised, hidden = inputs(seed=7)
+    rng = np.random.default_rng(8)
+    scale, offset = rng.normal(size=C).astype("float32"), rng.normal(size=C).astype("float32")
+    by_parts, whole = Standardised(normalised, scale, offset), scale * normalised + offset
+    np.testing.assert_allclose(layer.project_keys(by_parts), layer.project_keys(whole), rtol=1e-4, atol=1e-4)
+    got, want = (layer.attend(values, hidden, keys=layer.project_keys(whole)) for values in (by_parts, whole))
+    np.testing.assert_allclose(got.context, want.context, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got.alpha, want.alpha, rtol=1e-5, atol=1e-6)

@@ -67,6 +67,17 @@ def test_the_recurrence_is_keras_lstm_cell_on_the_word_and_the_context():
     np.testing.assert_allclose(cell, expected_cell, atol=1e-6)
 
 
+def test_the_decoder_reads_layer_normalised_features_and_projects_keys_from_them():
+    decoder = tiny("soft").decoder
+    decoder.feature_norm.gamma.assign(np.linspace(0.5, 2, decoder.feature_dim))
+    decoder.feature_norm.beta.assign(np.linspace(-1, 1, decoder.feature_dim))
+    features = toy_batch(seed=5)["features"] * 12  # SqueezeNet's scale
+    (values, keys), _ = decoder.start(features, copies=2)
+    expected = np.repeat(decoder.feature_norm(features), 2, axis=0)
+    np.testing.assert_allclose(values.scale * values.normalised + values.offset, expected, atol=1e-5)
+    np.testing.assert_allclose(keys, decoder.attention.project_keys(expected), atol=1e-4)
+
+
 @pytest.mark.parametrize("kind", ATTENTIONS)
 def test_save_load_gives_identical_outputs(kind, tmp_path):
     keras.utils.set_random_seed(1)

@@ -59,16 +59,15 @@ def test_each_beam_is_what_teacher_forcing_its_words_gives(kind):
     favour(searcher.decoder, END, 0.3)  # beams end anywhere from the first step to the last
     found = searcher.beam(features(6), 5)
     assert len(set(found.lengths.ravel())) > 1
-    for image in range(6):
-        for beam in range(5):
-            length = found.lengths[image, beam]
-            words = found.tokens[image, beam, :length]
-            logits, glimpses = searcher.decoder(features(6)[image:image + 1], np.array([[START, *words]]))
-            log_probs = np.asarray(keras.ops.log_softmax(logits[0, :length]))
-            np.testing.assert_allclose(log_probs[np.arange(length), words].mean(), found.scores[image, beam],
-                                       atol=1e-4)
-            np.testing.assert_allclose(np.asarray(glimpses.alpha)[0, :length], found.alphas[image, beam, :length],
-                                       atol=1e-5)
+    beams = found.tokens.reshape(30, 12)  # every beam of every image, image-major, 0 after its end
+    logits, glimpses = searcher.decoder(features(6), np.concatenate([np.full((30, 1), START), beams], 1), copies=5)
+    log_probs = np.asarray(keras.ops.log_softmax(logits[:, :12]))
+    for row, (words, length) in enumerate(zip(beams, found.lengths.ravel())):
+        image, beam = divmod(row, 5)
+        chosen = log_probs[row, np.arange(length), words[:length]]
+        np.testing.assert_allclose(chosen.mean(), found.scores[image, beam], atol=1e-4)
+        np.testing.assert_allclose(np.asarray(glimpses.alpha)[row, :length], found.alphas[image, beam, :length],
+                                   atol=1e-5)
 
 
 def test_beam_search_is_at_least_as_good_as_greedy_under_its_own_score():

@@ -17,7 +17,8 @@ class Attention(layers.Layer):
     """features (B, L, C) and the decoder state h_{t-1} (B, H) → context (B, D) and alpha (B, L), a distribution.
 
     Subclasses split the work into `project_keys(features)`, once per image, and `attend(...)`, once per word;
-    `keys=` lets the decoder pass the projected keys back in.
+    `keys=` lets the decoder pass the projected keys back in. The decoder's features are `Standardised`: attention
+    reads them only through `weighted_sum` and `project`, which take either.
     """
 
     stochastic = False  # True where training samples locations and needs the REINFORCE terms
