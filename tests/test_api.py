@@ -1,4 +1,8 @@
 """The Captioner facade: save and load, shipped-model storage, presets."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -76,3 +80,14 @@ def test_every_shipped_model_is_whole_small_and_captions_a_photo(name, flickr8k_
 
 def test_the_default_preset_is_one_of_the_shipped_models():
     assert presets()["default"] in {presets()[name] for name in SHIPPED}
+
+
+@pytest.mark.parametrize("chosen, on", [(None, True), ("0", False)])
+def test_importing_captioner_first_turns_tensorflows_onednn_kernels_on_unless_the_user_chose(chosen, on):
+    environment = {name: value for name, value in os.environ.items() if name != "TF_ENABLE_ONEDNN_OPTS"}
+    environment["TF_CPP_MIN_LOG_LEVEL"] = "0"  # TensorFlow says at load whether they are on
+    if chosen is not None:
+        environment["TF_ENABLE_ONEDNN_OPTS"] = chosen
+    loaded = subprocess.run([sys.executable, "-c", "import captioner, tensorflow"], env=environment,
+                            capture_output=True, text=True, check=True)
+    assert ("oneDNN custom operations are on" in loaded.stderr) == on
