@@ -19,6 +19,7 @@ import sys
 import traceback
 from pathlib import Path
 
+import captioner  # noqa: F401  before anything imports TensorFlow: it turns TensorFlow's oneDNN kernels on
 from report import print_table, targets
 from workload import SHARED_DATA, Workload, keras_home
 
