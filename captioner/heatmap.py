@@ -145,7 +145,8 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     """An (H, W, 3) uint8 array as PNG, every row "Sub"-filtered and deflated by ISA-L.
 
     Pillow tries all five PNG filters on every row, which costs more than the compression, and ISA-L's level 1
-    deflates 3.5x faster than zlib's for files as small: a heatmap strip takes a tenth of Pillow's time.
+    deflates a heatmap strip about 4x faster than zlib's level 1, to the same size (5.9 against 25.5 ms, 902
+    against 914 kB, on real strips).
     """
     height, width, _ = pixels.shape
     flat = pixels.reshape(height, -1)

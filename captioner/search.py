@@ -131,7 +131,7 @@ class Searcher:
 
 
 def _write(history, t, value):
-    """history (T, ...) with row t set to value: in place under XLA."""
+    """history (T, ...) with row t set to value: one row written per step, not the whole history."""
     return tf.tensor_scatter_nd_update(history, [[t]], value[None])
 
 
