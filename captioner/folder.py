@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from tqdm import tqdm
 
 from .atomic import write_atomically
-from .heatmap import gallery_entry_html, save_png, strip, write_gallery_page
+from .heatmap import gallery_entry_html, save_png, strip_pixels, write_gallery_page
 from .preprocess import SUPPORTED_SUFFIXES
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ def _record(name: str, result: Result, drawn: Future | None, captions: BinaryIO,
 def _draw(out: Path, name: str, result: Result) -> None:
     """One captioned image's heatmap strip and gallery fragment."""
     caption, stem = result.caption, output_stem(name)
-    save_png(strip(result.photo, caption.words, caption.attention), out / HEATMAPS_DIR / f"{stem}.png")
+    save_png(strip_pixels(result.photo, caption.words, caption.attention), out / HEATMAPS_DIR / f"{stem}.png")
     entry = {"image": name, "caption": caption.text, "words": caption.words,
              "photo": result.photo, "attention": caption.attention}
     # No atomic write needed: a fragment counts only once its caption line exists, and that comes after.

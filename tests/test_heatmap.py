@@ -54,6 +54,21 @@ def test_overlay_keeps_the_photo_size_and_honours_the_colormap():
     np.testing.assert_allclose(result.getpixel((0, 0)), hottest("viridis"), atol=3)
 
 
+@pytest.mark.parametrize(("shape", "size"), [((13, 13), (224, 224)), ((7, 5), (120, 80)), ((13, 9), (6, 11)), ((1, 1), (4, 4))])
+def test_overlay_resamples_the_map_as_pillow_bicubic_does(shape, size):
+    photo = Image.fromarray(np.random.default_rng(1).integers(0, 256, (size[1], size[0], 3), np.uint8))
+    word_map = np.random.default_rng(0).random(shape).astype(np.float32)
+    smooth = np.asarray(Image.fromarray(word_map).resize(size, Image.Resampling.BICUBIC))
+    low, high = smooth.min(), smooth.max()
+    levels = np.round((smooth - low) * (255 / (high - low) if high > low else 0)).astype(np.uint8)
+    palette = np.round(matplotlib.colormaps["inferno"](np.linspace(0, 1, 256))[:, :3] * 255)
+    expected = np.asarray(photo, dtype=float) * 0.4 + palette[levels] * 0.6
+
+    difference = np.abs(np.asarray(overlay(photo, word_map, alpha=0.6), dtype=float) - expected)
+    assert difference.max() <= 2, "a level may round the other way; more means the resampling differs"
+    assert difference.mean() < 0.6
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
