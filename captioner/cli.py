@@ -27,6 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     caption.add_argument("--batch-size", type=int, default=32)
     caption.add_argument("--recursive", action="store_true", help="descend into sub-folders")
     caption.add_argument("--no-heatmaps", action="store_true", help="write captions only")
+    caption.add_argument("--panel-size", type=int, default=160,
+                         help="pixels per heatmap panel in the strips (default: %(default)s; `attend` draws 224)")
 
     attend = commands.add_parser("attend", help="heatmaps for a caption you give (where did it look for 'dog'?)")
     attend.add_argument("image", type=Path)
@@ -93,7 +95,8 @@ def _caption(args) -> int:
     from .folder import caption_folder
 
     return caption_folder(args.paths, args.out, model=args.model, beam_size=args.beam_size,
-                          batch_size=args.batch_size, recursive=args.recursive, heatmaps=not args.no_heatmaps)
+                          batch_size=args.batch_size, recursive=args.recursive, heatmaps=not args.no_heatmaps,
+                          panel_size=args.panel_size)
 
 
 def _attend(args) -> int:

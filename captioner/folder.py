@@ -38,14 +38,22 @@ def caption_folder(
     batch_size: int = 32,
     recursive: bool = False,
     heatmaps: bool = True,
+    panel_size: int = 160,
 ) -> int:
     """Caption the images in `paths` into `out`; 0 if every image got a caption, 1 if any could not be read.
 
-    Writes `captions.jsonl` and `errors.jsonl`, and with `heatmaps` a strip PNG per image in `heatmaps/` and
-    the gallery page `index.html` (from per-image fragments in `gallery/`). `model` is a preset name, a model
-    folder or a loaded Captioner (None: the best preset). A missing input, no images at all, an `out` that
-    cannot be written or a missing model raises before any image is read.
+    Writes `captions.jsonl` and `errors.jsonl`, and with `heatmaps` a strip PNG per image in `heatmaps/`, its
+    panels `panel_size` pixels square, and the gallery page `index.html` (from per-image fragments in
+    `gallery/`). `model` is a preset name, a model folder or a loaded Captioner (None: the best preset). A
+    missing input, no images at all, an `out` that cannot be written or a missing model raises before any
+    image is read.
+
+    Strips default to 160-pixel panels, where `strip` and `captioner attend` draw one photo at 224, the size
+    the encoder sees: a folder's strips are an overview, half the pixels, drawn in half the time and half the
+    disk (2,000 strips ≈ 0.7 GB), and the gallery page shows each word's map over the photo at 224.
     """
+    if panel_size < 1:
+        raise ValueError(f"panel size must be at least 1 pixel, got {panel_size}")
     out, paths = Path(out), [Path(path) for path in paths]
     images = find_images(paths, recursive, skip=[out / HEATMAPS_DIR, out / GALLERY_DIR])
     if not images:
@@ -73,7 +81,8 @@ def caption_folder(
         results = captioner.stream((path for _, path in todo), beam_size, batch_size)
         try:
             for (name, _), result in tqdm(zip(todo, results), total=len(todo), unit="image", desc="captioning"):
-                drawn = painters.submit(_draw, out, name, result) if heatmaps and result.error is None else None
+                drawn = (painters.submit(_draw, out, name, result, panel_size)
+                         if heatmaps and result.error is None else None)
                 queued.append((name, result, drawn))
                 while len(queued) > batch_size:
                     failed += _record(*queued.popleft(), captions, errors)
@@ -139,10 +148,11 @@ def _record(name: str, result: Result, drawn: Future | None, captions: BinaryIO,
     return False
 
 
-def _draw(out: Path, name: str, result: Result) -> None:
+def _draw(out: Path, name: str, result: Result, panel_size: int) -> None:
     """One captioned image's heatmap strip and gallery fragment."""
     caption, stem = result.caption, output_stem(name)
-    save_png(strip_pixels(result.photo, caption.words, caption.attention), out / HEATMAPS_DIR / f"{stem}.png")
+    pixels = strip_pixels(result.photo, caption.words, caption.attention, panel_size=panel_size)
+    save_png(pixels, out / HEATMAPS_DIR / f"{stem}.png")
     entry = {"image": name, "caption": caption.text, "words": caption.words,
              "photo": result.photo, "attention": caption.attention}
     # No atomic write needed: a fragment counts only once its caption line exists, and that comes after.

@@ -123,8 +123,9 @@ def strip_pixels(
     panel_size: int = 224,
     per_row: int = 6,
 ) -> np.ndarray:
-    """The photo, then one heatmap panel per word with the word written under it, `per_row` panels to a row, as
-    an (H, W, 3) uint8 array: `png_bytes` takes it without a round trip through Pillow.
+    """The photo, then one heatmap panel per word with the word written under it, at most `per_row` panels to a
+    row and as few rows as that allows, evenly filled; as an (H, W, 3) uint8 array, which `png_bytes` takes
+    without a round trip through Pillow.
 
     Panels are square, as the encoder sees the photo, so each attention cell lands where it looked.
     """
@@ -136,8 +137,8 @@ def strip_pixels(
     labels = ["", *words]
 
     label_height = len(_label(labels[0], panel_size))
-    columns = min(per_row, len(panels))
-    rows = -(-len(panels) // columns)
+    rows = -(-len(panels) // per_row)
+    columns = -(-len(panels) // rows)  # 9 panels in rows of 5 and 4, not 6 and 3: no more blank than needed
     sheet = np.full((rows * (panel_size + label_height), columns * panel_size, 3), 255, np.uint8)
     for index, (panel, label) in enumerate(zip(panels, labels)):
         row, column = divmod(index, columns)

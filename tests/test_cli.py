@@ -45,8 +45,9 @@ def test_help_answers_without_importing_tensorflow():
         (["{tmp}/nowhere.jpg", "--out", "{tmp}/out"], "nowhere.jpg: no such file or folder"),
         (["{photo}", "--out", "{tmp}/out", "--model", "{tmp}/no-model"], "no-model is not a captioner model folder"),
         (["{photo}", "--out", "{photo}"], "photo.jpg exists and is not a folder"),
+        (["{photo}", "--out", "{tmp}/out", "--panel-size", "0"], "panel size must be at least 1 pixel, got 0"),
     ],
-    ids=["missing-path", "missing-model", "out-is-a-file"],
+    ids=["missing-path", "missing-model", "out-is-a-file", "no-panel"],
 )
 def test_caption_checks_its_inputs_in_one_line_before_any_work(tmp_path, photo, arguments, message):
     done = run("caption", *(argument.format(tmp=tmp_path, photo=photo) for argument in arguments))

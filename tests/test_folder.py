@@ -11,7 +11,7 @@ from captioner.api import Captioner
 from captioner.folder import caption_folder, find_images, output_stem
 from test_preprocess import png_header_only, truncated_jpeg
 
-PANEL = 224  # strip()'s default panel size
+PANEL = 160  # caption_folder's default panel size
 
 BAD_FILES = {
     "bomb.png": "decompression bomb: 400000000 pixels",
@@ -97,7 +97,8 @@ def test_good_images_are_captioned_and_bad_ones_reported_once_each(tmp_path, pho
     assert [path.name for path in heatmaps] == ["beach.png.png", "dir1__photo.jpg.png", "dir2__photo.jpg.png"]
     for path, record in zip(heatmaps, captions):
         with Image.open(path) as strip:
-            assert strip.width == PANEL * min(6, 1 + len(record["words"]))
+            panels = 1 + len(record["words"])
+            assert strip.width == PANEL * -(-panels // -(-panels // 6))  # rows of at most 6, evenly filled
     assert heatmaps[1].read_bytes() != heatmaps[2].read_bytes()  # two different photos of the same name
 
     page = (out / "index.html").read_text()
@@ -163,6 +164,15 @@ def test_a_line_cut_short_by_a_kill_is_redone(tmp_path, photos, captioner):
     assert redone[-1]["words"] == expected[-1]["words"]
     assert redone[-1]["score"] == pytest.approx(expected[-1]["score"], abs=1e-4)
     assert not (out / "heatmaps").exists() and not (out / "index.html").exists()
+
+
+def test_strips_are_drawn_at_the_panel_size_asked_for(tmp_path, photos, captioner):
+    out = tmp_path / "out"
+    assert caption_folder([photos / "dir1"], out, model=captioner, panel_size=48) == 0
+    for path in (out / "heatmaps").iterdir():
+        with Image.open(path) as strip:
+            assert strip.width % 48 == 0 and strip.width > 48
+            assert strip.getpixel((strip.width - 1, 0)) != (255, 255, 255), "panels fill the first row"
 
 
 def test_a_fixed_image_loses_its_error_line(tmp_path, captioner):

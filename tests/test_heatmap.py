@@ -115,12 +115,12 @@ def test_overlays_colour_each_map_on_its_own():
     assert overlays(photo, np.zeros((0, 7, 7))) == []
 
 
-def test_strip_wraps_many_words_onto_rows():
+@pytest.mark.parametrize(("words", "columns", "rows"), [(5, 6, 1), (8, 5, 2), (11, 6, 2), (12, 5, 3), (1, 2, 1)])
+def test_strip_wraps_many_words_onto_as_few_evenly_filled_rows_as_fit(words, columns, rows):
     photo, panel = photo_with_quadrants(), 32
-    one_row = strip(photo, ["w"] * 5, np.ones((5, 7, 7)), panel_size=panel)
-    two_rows = strip(photo, ["w"] * 8, np.ones((8, 7, 7)), panel_size=panel)
-    assert two_rows.width == 6 * panel
-    assert two_rows.height == 2 * one_row.height
+    one_row = strip(photo, ["w"], np.ones((1, 7, 7)), panel_size=panel)
+    sheet = strip(photo, ["w"] * words, np.ones((words, 7, 7)), panel_size=panel)
+    assert (sheet.width, sheet.height) == (columns * panel, rows * one_row.height)
 
 
 def test_strip_needs_one_map_per_word():
