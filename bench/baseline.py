@@ -21,10 +21,13 @@ METRICS = {
 }
 
 
-def tutorial(workload: Workload, script: Path = SCRIPT) -> Iterator[dict]:
+def tutorial(workload: Workload, modes: tuple[str, ...] = ("train", "infer"), run: int = 1,
+             script: Path = SCRIPT) -> Iterator[dict]:
+    """The script's measurements in `modes`, each record labelled with `run`: the suite runs its training again
+    after ours (run 2), so the training ratio compares ours with the tutorial's on both sides of it."""
     if not script.exists():
         raise FileNotFoundError(f"no baseline script at {script}")
-    for mode in ("train", "infer"):
+    for mode in modes:
         command = [sys.executable, str(script), "--mode", mode, *_options(workload)]
         finished = subprocess.run(command, stdout=subprocess.PIPE, text=True, env=_tensorflow_defaults())
         if finished.returncode != 0:
@@ -35,7 +38,8 @@ def tutorial(workload: Workload, script: Path = SCRIPT) -> Iterator[dict]:
             reported.pop("baseline")
             if metric in METRICS:
                 name, unit = METRICS[metric]
-                yield {"name": name, "value": reported.pop("value"), "unit": unit, "mode": mode, **reported}
+                yield {"name": name, "value": reported.pop("value"), "unit": unit, "mode": mode, "run": run,
+                       **reported}
 
 
 def _tensorflow_defaults() -> dict[str, str]:
