@@ -315,7 +315,7 @@ def test_xla_learns_as_tensorflow_does():
     rng = np.random.default_rng(0)
     batch = {"features": rng.normal(size=(4, 9, 8)).astype("float32"),
              "tokens": rng.integers(4, len(vocabulary), size=(4, 6))}
-    batch["tokens"][:, 0], batch["tokens"][:, -1] = 1, 2  # <start> … <end>
+    batch["tokens"][:, 0], batch["tokens"][:, -1] = vocabulary.start, vocabulary.end
     models = [build_model(dataclasses.replace(config, xla=xla), vocabulary, (3, 3), 8, None) for xla in (False, True)]
     start = models[0].get_weights()
     models[1].set_weights(start)
