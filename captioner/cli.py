@@ -66,9 +66,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _import_tensorflow_quietly()
+    from .efficientnet_lite import WeightsUnavailable
+
     try:
-        _import_tensorflow_quietly()
         return COMMANDS[args.command](args)
+    except WeightsUnavailable as error:
+        print(f"captioner {args.command}: {error}", file=sys.stderr)
+        return 1
     except (FileNotFoundError, FileExistsError, ValueError, PermissionError, NotADirectoryError) as error:
         print(f"captioner {args.command}: {error}", file=sys.stderr)
         return 2

@@ -24,8 +24,9 @@ class TrainConfig:
     min_count: int = 5
     max_caption_words: int = 30  # longer training captions are cut; Flickr8k's 99th percentile is 24
     # encoder
-    backbone: str = "squeezenet"
+    backbone: str = "efficientnet-lite2"
     image_size: int = 224
+    encoder_layer: str | None = None  # the backbone layer whose output is the grid (None: its last)
     encoder_blocks: int = 0  # top encoder blocks fine-tuned with the decoder, from cached features below them
     encoder_learning_rate: float = 1e-4
     # decoder

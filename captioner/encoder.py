@@ -1,11 +1,13 @@
 """Image → spatial grid of feature vectors a_1..a_L, from a pretrained CNN.
 
-SqueezeNet v1.1 is the default: small enough to caption on a laptop CPU, and its fire9 output at 224x224
-is a 13x13x512 grid, close to the paper's 14x14x512 VGG grid. ResNet50, EfficientNetV2-B0 and MobileNetV3
-come from keras.applications.
+EfficientNet-Lite2 is the default: 77.6% ImageNet top-1 at 1.3 GFLOP, with weights that install with pip
+(`efficientnet_lite`). SqueezeNet v1.1 (fire9: a 13x13x512 grid at 224x224) stays for the smallest CPUs; its
+weights come from a GitHub release. ResNet50, EfficientNetV2-B0 and MobileNetV3 come from keras.applications.
+Any backbone can stop at an inner layer (`output_layer`) for a finer grid.
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +17,10 @@ import h5py
 import keras
 import numpy as np
 from keras import layers, ops
+
+from . import efficientnet_lite
+from .efficientnet_lite import WeightsUnavailable
+from .torch_legacy import sha256
 
 SQUEEZENET_FILE = "squeezenet_weights_tf_dim_ordering_tf_kernels_notop.h5"
 SQUEEZENET_URL = f"https://github.com/rcmalli/keras-squeezenet/releases/download/v1.0/{SQUEEZENET_FILE}"
@@ -89,6 +95,9 @@ def load_squeezenet_weights(model: keras.Model, path: str | Path) -> None:
         raise refuse(f"arrays for no layer: {sorted(unassigned)[:3]}")
 
 
+DEFAULT_BACKBONE = "efficientnet-lite2"
+
+
 @dataclass(frozen=True)
 class Backbone:
     """How to build one CNN and feed it: its network, its input scaling, and what counts as one block."""
@@ -101,10 +110,29 @@ class Backbone:
 def _build_squeezenet(weights, image_size):
     model = _squeezenet(image_size)
     if weights == "imagenet":
-        weights = keras.utils.get_file(SQUEEZENET_FILE, SQUEEZENET_URL, cache_subdir="models")
+        try:
+            weights = keras.utils.get_file(SQUEEZENET_FILE, SQUEEZENET_URL, cache_subdir="models")
+        except Exception as error:  # get_file raises bare Exceptions for every network failure
+            cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser() / "models"
+            raise WeightsUnavailable(
+                f"squeezenet ImageNet weights: {SQUEEZENET_FILE} is not in {cache} and could not be fetched from "
+                f"{SQUEEZENET_URL} ({str(error).splitlines()[0][:80]}); copy the file there, or choose "
+                f"another backbone") from None
     if weights is not None:
         load_squeezenet_weights(model, weights)
     return model
+
+
+def _lite(variant: str):
+    def build(weights, image_size):
+        if weights == "imagenet":
+            return efficientnet_lite.pretrained(variant, image_size)[0]
+        network = efficientnet_lite.build_network(variant, image_size)
+        if weights is not None:
+            efficientnet_lite.with_classifier(network).load_weights(weights)
+        return network
+
+    return build
 
 
 def _caffe(images):
@@ -123,6 +151,8 @@ def _identity(images):
 
 
 BACKBONES = {
+    **{variant: Backbone(_lite(variant), efficientnet_lite.preprocess, r"block\d+[a-z]|top")
+       for variant in efficientnet_lite.VARIANTS},
     "squeezenet": Backbone(_build_squeezenet, _caffe, r"fire\d+"),
     "resnet50": Backbone(_application(keras.applications.ResNet50), _caffe, r"conv\d_block\d+"),
     # EfficientNetV2 and MobileNetV3 rescale 0..255 input inside the network.
@@ -147,8 +177,8 @@ class CNNEncoder(keras.layers.Layer):
     stores when those blocks are fine-tuned with the decoder (see `EncoderHead`).
     """
 
-    def __init__(self, backbone="squeezenet", weights="imagenet", image_size=224, trainable_blocks=0, exclude_top=0,
-                 **kwargs):
+    def __init__(self, backbone=DEFAULT_BACKBONE, weights="imagenet", image_size=224, trainable_blocks=0,
+                 exclude_top=0, output_layer=None, **kwargs):
         super().__init__(**kwargs)
         if backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
@@ -156,8 +186,14 @@ class CNNEncoder(keras.layers.Layer):
         self.weights_source = weights
         self.image_size = image_size
         self.exclude_top = exclude_top
+        self.output_layer = output_layer
         self._backbone = BACKBONES[backbone]
         self.network = self._backbone.build(weights, image_size)
+        if output_layer is not None:
+            names = [layer.name for layer in self.network.layers]
+            if output_layer not in names:
+                raise ValueError(f"{backbone} has no layer {output_layer!r}; its last layers: {', '.join(names[-4:])}")
+            self.network = keras.Model(self.network.input, self.network.get_layer(output_layer).output)
         if exclude_top:
             self.network = self.split_top(exclude_top)[0]
         _, height, width, self.feature_dim = self.network.output.shape
@@ -166,10 +202,14 @@ class CNNEncoder(keras.layers.Layer):
 
     @property
     def cache_id(self) -> str:
-        """Names what the features depend on, so a feature cache never mixes two encoders."""
-        weights = Path(self.weights_source).name if self.weights_source not in (None, "imagenet") else self.weights_source
+        """Names what the features depend on, so a feature cache never mixes two encoders: a weights file by its
+        content, not its name."""
+        weights = self.weights_source
+        if weights not in (None, "imagenet"):
+            weights = f"sha256:{sha256(weights)[:16]}"
+        layer = f"/{self.output_layer}" if self.output_layer else ""
         below = f"-top{self.exclude_top}" if self.exclude_top else ""
-        return f"{self.backbone_name}@{self.image_size}:{weights}{below}"
+        return f"{self.backbone_name}@{self.image_size}{layer}:{weights}{below}"
 
     @property
     def blocks(self) -> list[str]:
@@ -210,6 +250,7 @@ class CNNEncoder(keras.layers.Layer):
             "image_size": self.image_size,
             "trainable_blocks": self.trainable_blocks,
             "exclude_top": self.exclude_top,
+            "output_layer": self.output_layer,
         }
 
 
@@ -219,11 +260,14 @@ class EncoderHead(keras.layers.Layer):
     (B, L', C') from `CNNEncoder(exclude_top=blocks)` → (B, L, C). Starts from the pretrained weights when
     `weights="imagenet"`; a saved model restores its own."""
 
-    def __init__(self, backbone="squeezenet", blocks=1, image_size=224, weights=None, **kwargs):
+    def __init__(self, backbone=DEFAULT_BACKBONE, blocks=1, image_size=224, weights=None, output_layer=None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.backbone_name, self.blocks, self.image_size = backbone, blocks, image_size
+        self.output_layer = output_layer
         with keras.name_scope(self.name):  # variable paths start with this layer's name, for `GroupedAdam`
-            encoder = CNNEncoder(backbone, weights=weights, image_size=image_size, trainable_blocks=blocks)
+            encoder = CNNEncoder(backbone, weights=weights, image_size=image_size, trainable_blocks=blocks,
+                                 output_layer=output_layer)
         trunk, self.network = encoder.split_top(blocks)
         self.input_grid = tuple(trunk.output.shape[1:])  # (H', W', C')
         _, height, width, self.feature_dim = self.network.output.shape
@@ -235,4 +279,4 @@ class EncoderHead(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "backbone": self.backbone_name, "blocks": self.blocks,
-                "image_size": self.image_size}
+                "image_size": self.image_size, "output_layer": self.output_layer}

@@ -223,7 +223,7 @@ def build_model(config: TrainConfig, vocabulary: Vocabulary, grid_shape, feature
         head = None
         if config.encoder_blocks:
             head = EncoderHead(config.backbone, config.encoder_blocks, config.image_size, weights="imagenet",
-                               name="encoder_head")
+                               output_layer=config.encoder_layer, name="encoder_head")
             grid_shape, feature_dim = head.grid_shape, head.feature_dim
         model = show_attend_tell(len(vocabulary), feature_dim, grid_shape, encoder_head=head, **config.model_settings())
     elif config.attention not in (None, kind_of(start.model.attention)):
@@ -423,7 +423,8 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         raise ValueError(f"{config.data}: training needs train and dev images, found {len(train_records)} and {len(dev_records)}")
     start = Captioner.load(config.init_from) if config.init_from else None
     encoder_settings = start.encoder_settings if start else {
-        "backbone": config.backbone, "image_size": config.image_size, "exclude_top": config.encoder_blocks}
+        "backbone": config.backbone, "image_size": config.image_size, "exclude_top": config.encoder_blocks,
+        "output_layer": config.encoder_layer}
     if resume:
         vocabulary = Vocabulary.load(run / "vocabulary.json")
     else:

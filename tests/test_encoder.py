@@ -36,8 +36,8 @@ def test_every_array_of_the_real_file_is_assigned_exactly_once(squeezenet_file):
     assert all(not np.array_equal(a, np.asarray(w)) for a, w in zip(before, model.weights) if a.std() > 0)
 
 
-def test_default_encoder_loads_through_the_keras_cache_and_gives_the_known_grid(flickr8k_dir):
-    encoder = CNNEncoder()  # weights="imagenet": keras.utils.get_file finds the seeded cache, no download
+def test_squeezenet_loads_through_the_keras_cache_and_gives_the_known_grid(flickr8k_dir):
+    encoder = CNNEncoder("squeezenet")  # weights="imagenet": keras.utils.get_file finds the seeded cache
     features = np.asarray(encoder(real_images(flickr8k_dir)))
     assert encoder.grid_shape == (13, 13) and encoder.feature_dim == 512
     assert features.shape == (4, 169, 512)
