@@ -2,12 +2,17 @@
 
 Scores are length-normalised log-probabilities (the sum over the caption's tokens, `<end>` included, divided by
 their number). A beam that reaches `max_length` without `<end>` is returned like any other.
+
+No search writes `<pad>`, `<start>` or `<unk>`: they are not words of a caption, and one dropped from a caption
+after the search would shift every later word onto the attention map of the token before it.
 """
 from typing import NamedTuple
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+PAD = 0  # the vocabulary's <pad>: what follows a caption's end
 
 
 class Decoded(NamedTuple):
@@ -20,13 +25,18 @@ class Decoded(NamedTuple):
 
 
 class Searcher:
-    """Decodes with one decoder; each (method, beam size) is traced once and reused for any batch size."""
+    """Decodes with one decoder; each (method, beam size) is traced once and reused for any batch size.
 
-    def __init__(self, decoder, start: int, end: int, max_length: int = 25):
+    `unk`, the vocabulary's `<unk>`, is never written, nor are `<pad>` and `start`.
+    """
+
+    def __init__(self, decoder, start: int, end: int, max_length: int = 25, unk: int | None = None):
         self.decoder = decoder
         self.start = start
         self.end = end
         self.max_length = max_length
+        self._never = np.zeros(decoder.vocab_size, np.float32)  # (V,)
+        self._never[[PAD, start] + ([] if unk is None else [unk])] = -np.inf
         self._compiled = {}
 
     def greedy(self, features) -> Decoded:
@@ -68,13 +78,12 @@ class Searcher:
         for t in tf.range(self.max_length):
             if tf.reduce_all(done):
                 break
-            output, state, glimpse = self.decoder.step(token, state, memory)
-            log_probs = tf.nn.log_softmax(self.decoder.logits(output))  # (B, V)
+            log_probs, state, alpha = self._step(token, state, memory)  # (B, V)
             token = choose(log_probs)
             total += tf.where(done, 0.0, tf.gather(log_probs, token, batch_dims=1))
             length += tf.cast(~done, tf.int32)
             words = words.write(t, tf.where(done, 0, token))
-            alphas = alphas.write(t, tf.where(done[:, None], 0.0, glimpse.alpha))
+            alphas = alphas.write(t, tf.where(done[:, None], 0.0, alpha))
             done |= tf.equal(token, self.end)
         steps = words.size()
         tokens = _pad_time(tf.transpose(words.stack()), steps, self.max_length)[:, None]  # (B, 1, T)
@@ -103,16 +112,15 @@ class Searcher:
         for t in tf.range(steps):
             if tf.reduce_all(done):
                 break
-            output, state, glimpse = self.decoder.step(token, state, memory)
-            log_probs = tf.reshape(tf.nn.log_softmax(self.decoder.logits(output)), [batch, k, vocab])
-            log_probs = tf.where(done[..., None], finished_row, log_probs)
+            log_probs, state, alpha = self._step(token, state, memory)
+            log_probs = tf.where(done[..., None], finished_row, tf.reshape(log_probs, [batch, k, vocab]))  # (B, K, V)
             scores, best = tf.math.top_k(tf.reshape(scores[..., None] + log_probs, [batch, k * vocab]), k)
             parent, word = best // vocab, best % vocab  # (B, K)
 
             rows = tf.reshape(parent + tf.range(batch)[:, None] * k, [-1])  # (B*K,) into the flat beams
             state = tf.nest.map_structure(lambda s: tf.gather(s, rows), state)
             was_done = _reorder(done, parent)
-            alpha = tf.where(done[..., None], 0.0, tf.reshape(glimpse.alpha, [batch, k, locations]))  # (B, K, L)
+            alpha = tf.where(done[..., None], 0.0, tf.reshape(alpha, [batch, k, locations]))  # (B, K, L)
             words = _write(words, t, tf.where(was_done, 0, word))
             parents = _write(parents, t, parent)
             alphas = _write(alphas, t, alpha)
@@ -128,6 +136,12 @@ class Searcher:
         tokens = tf.transpose(tf.gather(words, slots, batch_dims=2), [1, 2, 0])  # (B, K, T)
         alphas = tf.transpose(tf.gather(alphas, came_from, batch_dims=2), [1, 2, 0, 3])  # (B, K, T, L)
         return tokens, normalised, _reorder(length, order), alphas
+
+    def _step(self, token, state, memory):
+        """One word of N captions: log-probabilities (N, V), -inf for the tokens never written (the others keep
+        the model's own, not renormalised, so scores stay the model's), the new state and the attention (N, L)."""
+        output, state, glimpse = self.decoder.step(token, state, memory)
+        return tf.nn.log_softmax(self.decoder.logits(output)) + self._never, state, glimpse.alpha
 
 
 def _write(history, t, value):

@@ -1,18 +1,26 @@
-"""Greedy and beam search: batched, consistent with each other, and bounded."""
+"""Greedy, sampling and beam search: batched, consistent with each other, bounded, and writing words only."""
 import keras
 import numpy as np
 import pytest
 
+from captioner.api import Captioner
 from captioner.attention import ATTENTIONS
 from captioner.model import show_attend_tell
 from captioner.search import Searcher
+from captioner.self_critical import SelfCritical
+from captioner.vocab import SPECIALS, Vocabulary
 
-GRID, C, VOCAB, START, END = (3, 4), 16, 40, 1, 2
+GRID, C, VOCAB = (3, 4), 16, 40
+PAD, START, END, UNK = (SPECIALS.index(word) for word in ("<pad>", "<start>", "<end>", "<unk>"))
 
 
 def decoder(kind="soft", seed=0):
     keras.utils.set_random_seed(seed)
     return show_attend_tell(VOCAB, C, GRID, attention=kind, attention_units=16, embedding_dim=16, units=32).decoder
+
+
+def vocabulary():
+    return Vocabulary([*SPECIALS, *(f"word{i}" for i in range(VOCAB - len(SPECIALS)))], min_count=1)
 
 
 def features(images=5, seed=0):
@@ -120,3 +128,44 @@ def test_sampling_draws_copies_per_image_from_the_model_distribution():
     tokens, lengths = (np.asarray(part) for part in searcher.sample(features(), 4, seed))
     np.testing.assert_array_equal(tokens, np.repeat(greedy.tokens[:, 0], 4, axis=0))
     np.testing.assert_array_equal(lengths, np.repeat(greedy.lengths[:, 0], 4))
+
+
+@pytest.mark.parametrize("method", ["greedy", "sample", "beam"])
+def test_pad_start_and_unk_are_never_said_however_likely(method):
+    searcher = Searcher(decoder(), START, END, max_length=6, unk=UNK)
+    for token in (PAD, START, UNK):
+        favour(searcher.decoder, token, 30.0)  # far above any word at every step
+    if method == "sample":
+        tokens, lengths = (np.asarray(part) for part in searcher.sample(features(), 4, keras.random.SeedGenerator(0)))
+    else:
+        found = searcher.greedy(features()) if method == "greedy" else searcher.beam(features(), 3)
+        tokens, lengths = found.tokens.reshape(-1, 6), found.lengths.ravel()
+    said = tokens[np.arange(6) < lengths[:, None]]
+    assert not np.isin(said, [PAD, START, UNK]).any()
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_each_word_keeps_the_attention_map_it_was_said_with(beam_size):
+    """The i-th map of a caption is where the decoder looked as it wrote the caption's i-th word after the
+    words before it, as teacher forcing the caption shows: no token the search wrote went missing in between."""
+    keras.utils.set_random_seed(0)
+    model = show_attend_tell(VOCAB, C, GRID, attention_units=16, embedding_dim=16, units=32)
+    captioner = Captioner(model, vocabulary(), {}, max_length=10)
+    for token in (PAD, START):  # the tokens a caption's words would be decoded without
+        favour(model.decoder, token, 0.2)  # the likeliest word at some steps: between words, or before them
+    images = features(8)
+    for image, caption in enumerate(captioner.decode(images, beam_size)):
+        tokens = np.asarray([captioner.vocabulary.encode(caption.text)])
+        _, glimpses = model.decoder(images[image:image + 1], tokens[:, :-1])
+        expected = np.asarray(glimpses.alpha)[0, :len(caption.words)].reshape(caption.attention.shape)
+        np.testing.assert_allclose(caption.attention, expected, atol=1e-5)
+
+
+def test_captioning_and_self_critical_sampling_never_say_unk():
+    keras.utils.set_random_seed(0)
+    model = show_attend_tell(VOCAB, C, GRID, attention_units=16, embedding_dim=16, units=32)
+    favour(model.decoder, UNK, 30.0)
+    captions = Captioner(model, vocabulary(), {}, max_length=6).decode(features(), beam_size=3)
+    assert not any("<unk>" in caption.words for caption in captions)
+    tokens, _ = SelfCritical(model.decoder, vocabulary(), [["word4 word5"]], max_length=6, seed=0).sample(features())
+    assert UNK not in np.asarray(tokens)
