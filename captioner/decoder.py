@@ -7,6 +7,7 @@ import keras
 import tensorflow as tf
 from keras import layers, ops
 
+from .attention.base import ReplicaSeedGenerator
 from .attention.contractions import Standardised
 
 
@@ -34,7 +35,8 @@ class AttentionLSTMDecoder(layers.Layer):
         self.lstm = layers.LSTMCell(units, name="lstm")
         self.out_hidden = layers.Dense(embedding_dim, name="out_hidden")  # L_h
         self.out_context = layers.Dense(embedding_dim, name="out_context")  # L_z
-        self.dropout = layers.Dropout(dropout)
+        # Keras's Dropout layer would draw the same masks on every replica under tf.distribute.
+        self.seed_generator = ReplicaSeedGenerator() if dropout else None
         self.vocabulary_projection = layers.Dense(vocab_size, name="vocabulary_projection")  # L_o
         self.build()
 
@@ -100,7 +102,9 @@ class AttentionLSTMDecoder(layers.Layer):
     def readout(self, embedded, hidden, context, training=False):
         """The deep output before L_o, tanh(E y_{t-1} + L_h h_t + L_z z_t), over any leading axes."""
         output = ops.tanh(embedded + self.out_hidden(hidden) + self.out_context(context))
-        return self.dropout(output, training=training)
+        if training and self.dropout_rate:
+            output = keras.random.dropout(output, self.dropout_rate, seed=self.seed_generator)
+        return output
 
     def logits(self, output):
         return self.vocabulary_projection(output)  # (..., V)

@@ -67,15 +67,17 @@ class ShowAttendTell(keras.Model):
             per_caption += self._reinforce(nll, mask, y_pred["probs"], y_pred["log_prob"], training)
         # Under tf.distribute each replica holds a slice of the batch and the replicas' gradients are summed:
         # dividing by the whole batch's word count makes that sum the gradient of the loss on one device.
-        return ops.sum(per_caption) / _whole_batch(ops.sum(mask))
+        return ops.sum(per_caption) / across_replicas(ops.sum(mask))
 
     def _reinforce(self, nll, mask, probs, log_prob, training):
         """Surrogate whose gradient is the paper's estimator for the sampled locations, per caption (B,)."""
         reward = ops.stop_gradient(-ops.sum(nll * mask, axis=1) / ops.sum(mask, axis=1))  # mean log p(y) per word
         advantage = reward - self.reward_baseline
         if training:
+            # Each replica updates its own copy of the baseline: with the whole batch's mean they stay one value.
+            batch_mean = across_replicas(ops.mean(reward), "mean")  # replicas hold equal slices of the batch
             self.reward_baseline.assign(
-                self.baseline_decay * self.reward_baseline + (1 - self.baseline_decay) * ops.mean(reward)
+                self.baseline_decay * self.reward_baseline + (1 - self.baseline_decay) * batch_mean
             )
         entropy = -ops.sum(probs * ops.log(probs + 1e-9), axis=-1)  # (B, T)
         return -(
@@ -97,12 +99,12 @@ class ShowAttendTell(keras.Model):
         }
 
 
-def _whole_batch(total):
-    """A per-replica total summed over the replicas training in sync (itself without tf.distribute)."""
+def across_replicas(value, reduction="sum"):
+    """A per-replica value summed (or averaged) over the replicas training in sync; itself without tf.distribute."""
     replica = tf.distribute.get_replica_context()
     if replica is None or replica.num_replicas_in_sync == 1:
-        return total
-    return replica.all_reduce("sum", total)
+        return value
+    return replica.all_reduce(reduction, value)
 
 
 def _layer(layer_or_config):

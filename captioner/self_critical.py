@@ -16,7 +16,9 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from .attention.base import ReplicaSeedGenerator
 from .metrics import CiderD, bleu
+from .model import across_replicas
 from .search import Searcher
 from .vocab import Vocabulary
 
@@ -35,14 +37,25 @@ class SelfCritical(keras.callbacks.Callback):
         self.bleu_weight = bleu_weight
         self.searcher = Searcher(decoder, vocabulary.start, vocabulary.end, max_length=max_length)
         self.samples = samples
-        self.seed = keras.random.SeedGenerator(seed)
+        self.seed = ReplicaSeedGenerator(seed)
         # Keras traces its train step without AutoGraph; the sampling loop needs it.
-        self.sample = tf.function(lambda features: self.searcher.sample(features, samples, self.seed))
+        self.sample = tf.function(self._sample)
         self.trackers = {"loss": keras.metrics.Mean(name="loss"), "reward": keras.metrics.Mean(name="reward")}
 
     def on_epoch_begin(self, epoch, logs=None):
         for tracker in self.trackers.values():
             tracker.reset_state()
+
+    def _sample(self, features):
+        """`samples` captions per image, tokens (B * samples, T) and their lengths (see `Searcher.sample`).
+
+        The loop stops once every caption has ended, after a different number of draws on each replica: the
+        stream then moves on by the most there can be, so its state stays one value, the one checkpoints save.
+        """
+        stream = tf.convert_to_tensor(self.seed.state)  # read now, before sampling moves it on
+        sampled = self.searcher.sample(features, self.samples, self.seed)
+        self.seed.state.assign(stream + [0, self.searcher.max_length])
+        return sampled
 
     def rewards(self, tokens: np.ndarray, images: np.ndarray) -> np.ndarray:
         """The reward of each sampled caption (N, T) against the references of its image (N,)."""
@@ -75,9 +88,11 @@ class SelfCritical(keras.callbacks.Callback):
             logits, _ = model.decoder(features, previous, training=False, copies=n)
             logits = ops.cast(logits, "float32")  # (B*n, T, V)
             log_probs = ops.squeeze(ops.take_along_axis(ops.log_softmax(logits), tokens[..., None], axis=-1), -1)
-            loss = -ops.sum(advantage * log_probs * mask) / ops.sum(mask)
+            # Divided by the whole batch's word count, as `ShowAttendTell.compute_loss` does: the replicas'
+            # gradients are summed.
+            loss = -ops.sum(advantage * log_probs * mask) / across_replicas(ops.sum(mask))
         gradients = tape.gradient(loss, model.trainable_weights)
         model.optimizer.apply_gradients(zip(gradients, model.trainable_weights))
-        self.trackers["loss"].update_state(loss)
+        self.trackers["loss"].update_state(across_replicas(loss))  # each replica's loss is its share of the batch's
         self.trackers["reward"].update_state(rewards)
         return {name: tracker.result() for name, tracker in self.trackers.items()}

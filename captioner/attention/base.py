@@ -1,6 +1,9 @@
-"""The contract every attention kind keeps: `call(features, hidden) -> (context, alpha)`."""
+"""The contract every attention kind keeps: `call(features, hidden) -> (context, alpha)`; and the random streams
+that stochastic layers draw from."""
 from typing import Any, NamedTuple
 
+import keras
+import tensorflow as tf
 from keras import layers
 
 
@@ -35,3 +38,16 @@ class Attention(layers.Layer):
     def call(self, features, hidden, keys=None, training=False):
         glimpse = self.attend(features, hidden, keys=keys, training=training)
         return glimpse.context, glimpse.alpha
+
+
+class ReplicaSeedGenerator(keras.random.SeedGenerator):
+    """A SeedGenerator that gives every replica training in sync numbers of its own: each folds its replica id into
+    every seed it draws. The state itself, which checkpoints save, stays one value as long as every replica draws
+    as many seeds (self-critical sampling sees to it that its replicas do)."""
+
+    def next(self, ordered=True):
+        seed = super().next(ordered)
+        replica = tf.distribute.get_replica_context()
+        if replica is None or replica.num_replicas_in_sync == 1:
+            return seed
+        return tf.random.experimental.stateless_fold_in(seed, replica.replica_id_in_sync_group)

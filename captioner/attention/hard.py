@@ -7,7 +7,7 @@ probability `expectation_rate` a step reads the expected context instead, as the
 import keras
 from keras import ops
 
-from .base import Glimpse
+from .base import Glimpse, ReplicaSeedGenerator
 from .soft import SoftAttention
 
 
@@ -23,7 +23,7 @@ class HardAttention(SoftAttention):
         self.expectation_rate = expectation_rate
         self.inference = inference
         self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.seed_generator = ReplicaSeedGenerator(seed)
 
     def attend(self, features, hidden, keys=None, training=False):
         scores = self.scores(features, hidden, keys)  # (B, L)
