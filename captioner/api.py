@@ -31,8 +31,13 @@ WEIGHTS_ENTRY = "model.weights.h5"  # inside a .keras file
 
 
 def weights_dir() -> Path:
-    """Where shipped models live: $CAPTIONER_WEIGHTS, else the `weights/` folder beside the package."""
-    return Path(os.environ.get("CAPTIONER_WEIGHTS", Path(__file__).resolve().parents[1] / "weights"))
+    """Where shipped models live: $CAPTIONER_WEIGHTS, else the package's `presets/` where it is installed (the
+    repository's `weights/`, as pyproject.toml maps it), else the `weights/` folder of the checkout it runs from."""
+    if "CAPTIONER_WEIGHTS" in os.environ:
+        return Path(os.environ["CAPTIONER_WEIGHTS"])
+    package = Path(__file__).resolve().parent
+    installed = package / "presets"
+    return installed if installed.is_dir() else package.parent / "weights"
 
 
 def presets() -> dict[str, Path]:
