@@ -9,10 +9,14 @@ import os
 import sys
 from pathlib import Path
 
-from .config import TrainConfig
+from . import names
+from .config import DEV_SCORES, OBJECTIVES, STRATEGIES, VOCAB_POLICIES, TrainConfig
+from .data import READERS
 
-DATASETS = ("flickr8k", "coco", "karpathy")
-ATTENTIONS = ("soft", "hard", "local-global")
+# The registries' names, so that a misspelt one is refused before any data is read.
+TRAIN_CHOICES = {"dataset": READERS, "backbone": names.BACKBONES, "attention": names.ATTENTIONS, "score": names.SCORES,
+                 "objective": OBJECTIVES, "vocab_policy": VOCAB_POLICIES, "strategy": STRATEGIES,
+                 "select_by": DEV_SCORES}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
         default = getattr(defaults, field.name)
         kind = type(default) if default is not None else (int if field.name in ("val_images", "steps_per_epoch") else str)
         kind = json.loads if field.name == "attention_options" else kind
-        options = {"choices": DATASETS} if field.name == "dataset" else {"choices": ATTENTIONS} if field.name == "attention" else {}
+        options = {"choices": TRAIN_CHOICES[field.name]} if field.name in TRAIN_CHOICES else {}
         about = "a JSON object of the attention's own settings, e.g. '{\"gate\": true}' " if field.name == "attention_options" else ""
         if isinstance(default, bool):  # --xla / --no-xla
             options, kind = {"action": argparse.BooleanOptionalAction}, None
@@ -52,14 +56,14 @@ def _parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="decode a split once per image and score it like coco-caption")
     evaluate.add_argument("--model", default=None)
-    evaluate.add_argument("--dataset", choices=DATASETS, required=True)
+    evaluate.add_argument("--dataset", choices=READERS, required=True)
     evaluate.add_argument("--data", type=Path, required=True)
     evaluate.add_argument("--images", type=Path, default=None, help="image folder, for a Karpathy split JSON")
     evaluate.add_argument("--split", choices=("dev", "test"), default="dev")
     evaluate.add_argument("--beam-size", type=int, default=3)
     evaluate.add_argument("--batch-size", type=int, default=64)
     evaluate.add_argument("--limit", type=int, default=None, help="only the first N images")
-    evaluate.add_argument("--meteor", choices=("auto", "coco", "nltk", "none"), default="auto")
+    evaluate.add_argument("--meteor", choices=names.METEOR, default="auto")
     evaluate.add_argument("--out", type=Path, required=True)
     return parser
 

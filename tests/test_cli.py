@@ -84,3 +84,45 @@ def test_attend_names_an_image_it_cannot_read(tmp_path, tiny_model_dir, capsys):
     missing = tmp_path / "missing.jpg"
     assert main(["attend", str(missing), "--caption", "a dog", "--model", str(tiny_model_dir)]) == 2
     assert capsys.readouterr().err == f"captioner attend: {missing}: no such file\n"
+
+
+# Parses the command line, and whatever happens says which of TensorFlow and Keras were imported by then.
+PARSE_AND_TELL_IMPORTS = """import sys
+from captioner.cli import main
+try:
+    main(sys.argv[1:])
+finally:
+    print(*sorted({"tensorflow", "keras"} & set(sys.modules)))
+"""
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--backbone", "efficientnet-lite9"],
+    ["train", "--attention", "local"],
+    ["train", "--score", "cosine"],
+    ["train", "--dataset", "flickr9k"],
+    ["train", "--objective", "self-critic"],
+    ["train", "--vocab-policy", "grow"],
+    ["train", "--strategy", "mirror"],
+    ["train", "--select-by", "CIDEr-D"],
+    ["evaluate", "--data", "data", "--out", "out", "--dataset", "flickr9k"],
+    ["evaluate", "--data", "data", "--out", "out", "--dataset", "flickr8k", "--meteor", "java"],
+], ids=lambda argv: f"{argv[0]} {argv[-2]}")
+def test_a_misspelt_choice_is_refused_as_the_command_line_is_parsed_without_loading_tensorflow(tmp_path, argv):
+    done = subprocess.run([sys.executable, "-c", PARSE_AND_TELL_IMPORTS, *argv], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2
+    assert f"captioner {argv[0]}: error: argument {argv[-2]}: invalid choice: '{argv[-1]}'" in done.stderr
+    assert done.stdout.strip() == ""
+
+
+def test_the_command_lines_choices_are_the_registries_names():
+    from captioner import names
+    from captioner.attention import ATTENTIONS, SCORES
+    from captioner.encoder import BACKBONES
+    from captioner.metrics import METEOR_CHOICES
+
+    assert names.ATTENTIONS == tuple(ATTENTIONS)
+    assert names.SCORES == tuple(SCORES)
+    assert names.BACKBONES == tuple(BACKBONES)
+    assert names.METEOR == METEOR_CHOICES
