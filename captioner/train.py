@@ -160,9 +160,12 @@ def vocabulary_for(config: TrainConfig, train: list[Record], start: Captioner | 
 def matching_weights(source: ShowAttendTell, target: ShowAttendTell) -> list[tuple]:
     """Pairs (target weight, source weight) that play the same part in two models, whatever their attention kinds:
     the decoder's own layers, the encoder heads, the hard-attention reward baseline, and the attention: all of it
-    between two of a kind, else its global score and gate (soft attention's, hard attention's or local+global's
-    global half)."""
-    same_kind = type(source.attention) is type(target.attention)
+    between two alike, else part by part: soft attention's score and gate (hard attention's, local+global's global
+    half) and local+global's window. A source whose window has no score of its own (soft or hard attention, or a
+    local+global model saved before it had one) reads the global scores there, so its global score starts the
+    target's local score too: the target then starts out computing what the source did."""
+    alike = type(source.attention) is type(target.attention) and (
+        [w.shape for w in source.attention.weights] == [w.shape for w in target.attention.weights])
 
     def parts(model):
         decoder = model.decoder
@@ -170,11 +173,16 @@ def matching_weights(source: ShowAttendTell, target: ShowAttendTell) -> list[tup
             "feature_norm", "init_hidden", "init_cell", "embedding", "lstm", "out_hidden", "out_context",
             "vocabulary_projection")}
         named["encoder_head"] = model.encoder_head
-        if same_kind:
-            named["attention"] = decoder.attention
+        attention = decoder.attention
+        if alike:
+            named["attention"] = attention
         else:
-            soft = getattr(decoder.attention, "global_attention", decoder.attention)
-            named.update(scorer=soft.scorer, gate=soft.gate)
+            soft = getattr(attention, "global_attention", attention)
+            named |= {"scorer": soft.scorer, "gate": soft.gate}
+            named |= {name: getattr(attention, name, None) for name in (
+                "local_scorer", "local_gate", "centre_hidden", "centre")}
+            if model is source and named["local_scorer"] is None:
+                named["local_scorer"] = soft.scorer
         weights = {name: layer.weights for name, layer in named.items() if layer is not None}
         return weights | {"reward_baseline": [model.reward_baseline]}
 
@@ -198,10 +206,10 @@ def transfer_weights(source: ShowAttendTell, source_vocabulary: Vocabulary, targ
     shared = [(i, source_ids[word]) for i, word in enumerate(target_vocabulary.words) if word in source_ids]
     to_rows, from_rows = (np.asarray(ids) for ids in zip(*shared))
     for mine, theirs in matching_weights(source, target):
-        value = keras.ops.convert_to_numpy(theirs)
+        value = theirs.numpy()
         axis = next((axis for suffix, axis in WORD_AXES.items() if mine.path.endswith(suffix)), None)
         if axis is not None:
-            fresh = keras.ops.convert_to_numpy(mine).copy()
+            fresh = mine.numpy().copy()
             np.moveaxis(fresh, axis, 0)[to_rows] = np.moveaxis(value, axis, 0)[from_rows]
             value = fresh
         elif value.shape != tuple(mine.shape):

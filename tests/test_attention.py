@@ -3,9 +3,14 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
-from captioner.attention import ATTENTIONS, SCORES, make_attention
+from captioner.api import Captioner
+from captioner.attention import ATTENTIONS, SCORES, LocalGlobalAttention, make_attention
 from captioner.attention.contractions import Standardised, match, weighted_sum
+from captioner.model import show_attend_tell
+from captioner.train import transfer_weights
+from captioner.vocab import Vocabulary
 
 GRID = (5, 6)
 B, C, H = 3, 8, 12
@@ -69,6 +74,106 @@ def test_local_weights_are_zero_outside_the_window():
     assert np.all(weights[outside] == 0)
     assert np.all(weights[~outside] > 0)
     np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("window", [0.4, 0.0, -1])
+def test_a_window_that_can_miss_every_cell_is_refused(window):
+    with pytest.raises(ValueError, match=f"window must be at least 0.5 cells, got {window}"):
+        attention("local-global", window=window)
+
+
+def test_the_narrowest_window_still_holds_a_cell_wherever_the_centre_falls():
+    layer = attention("local-global", window=0.5)
+    features, hidden = inputs(scale=1e4)  # centres pushed to the grid's edges and corners
+    glimpse = layer.attend(features, hidden)
+    assert np.all(np.isfinite(np.asarray(glimpse.context)))
+    np.testing.assert_allclose(np.asarray(glimpse.alpha).sum(-1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("score", SCORES)
+def test_the_local_window_and_the_global_read_each_have_their_own_score(score):
+    layer = attention("local-global", score)
+    features, hidden = inputs()
+    global_scorer, local_scorer = layer.global_attention.scorer, layer.local_scorer
+    assert type(local_scorer) is type(global_scorer)
+    assert not {id(w) for w in local_scorer.weights} & {id(w) for w in global_scorer.weights}
+    before = np.asarray(layer.attend(features, hidden).context)
+    for weight in local_scorer.weights:
+        weight.assign(3 * weight)
+    after = np.asarray(layer.attend(features, hidden).context)
+    np.testing.assert_array_equal(after[:, :C], before[:, :C])  # the global read
+    assert not np.allclose(after[:, C:], before[:, C:])  # the local one
+
+
+def test_configs_saved_before_the_window_had_its_own_score_load_with_the_shared_one():
+    config = attention("local-global").get_config()
+    assert config.pop("shared_score") is False
+    old = LocalGlobalAttention.from_config(config)
+    assert old.local_scorer is None
+    assert LocalGlobalAttention.from_config(old.get_config()).local_scorer is None
+
+
+def tiny_model(kind, vocabulary, **options):
+    return show_attend_tell(len(vocabulary), C, GRID, attention=kind, attention_units=10, embedding_dim=8, units=H,
+                            dropout=0.0, attention_options=options)
+
+
+@pytest.mark.parametrize("kind, options", [
+    ("soft", {}), ("hard", {"gate": True}), ("local-global", {"shared_score": True})])
+def test_a_warm_start_into_local_global_starts_its_local_score_from_the_global_one(kind, options):
+    """From soft or hard attention, or from a local+global model whose window read the global scores: the new
+    window's score starts as that score, and an old local+global model's successor computes what it did."""
+    keras.utils.set_random_seed(2)
+    vocabulary = Vocabulary.build(["a dog runs on the grass", "a man rides a red bike"], 1)
+    source, target = tiny_model(kind, vocabulary, **options), tiny_model("local-global", vocabulary)
+    rng = np.random.default_rng(2)
+    for weight in source.weights:
+        weight.assign(rng.normal(size=weight.shape).astype(weight.dtype))
+    transfer_weights(source, vocabulary, target, vocabulary)
+    global_scorer = getattr(source.attention, "global_attention", source.attention).scorer
+    for scorer in (target.attention.global_attention.scorer, target.attention.local_scorer):
+        for mine, theirs in zip(scorer.weights, global_scorer.weights, strict=True):
+            np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+    if kind == "local-global":
+        features, _ = inputs(seed=2)
+        tokens = rng.integers(1, len(vocabulary), size=(B, 6))
+        batch = {"features": features, "tokens": tokens}
+        np.testing.assert_allclose(target(batch)["logits"], source(batch)["logits"], atol=1e-5)
+
+
+def scene(seed: int) -> Image.Image:
+    """A photo of sorts, 224 pixels square: sky over ground, in random colours with noise, and a disc on them."""
+    rng = np.random.default_rng(seed)
+    down = np.linspace(0, 1, 224)[:, None, None]  # how far down the photo each row is
+    sky, ground, horizon = rng.integers(0, 256, 3), rng.integers(0, 256, 3), rng.uniform(0.3, 0.7)
+    image = np.where(down < horizon, sky * (0.6 + 0.4 * down), ground * (1.2 - 0.4 * down)) * np.ones((224, 224, 3))
+    image += rng.normal(0, 12, image.shape)
+    (y, x), radius = rng.integers(40, 184, 2), rng.integers(15, 40)
+    rows, columns = np.mgrid[:224, :224]
+    image[(rows - y) ** 2 + (columns - x) ** 2 < radius**2] = rng.integers(0, 256, 3)
+    return Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
+
+
+# The shipped local+global model's beam-3 captions of `scene(seed)` and their scores, recorded before the local
+# window had a score of its own: the model predates it, and its window reads the global scores.
+SHIPPED_LOCAL_GLOBAL = {
+    1: ("a man in a red shirt is playing with a red ball", -0.6185722),
+    4: ("a boy is in a pool", -0.6385261),
+    6: ("a boy in a red shirt is sliding down a green slide", -0.7267202),
+    11: ("a man in a red shirt is jumping in the air", -0.7765926),
+}
+
+
+@pytest.mark.slow
+def test_the_shipped_local_global_model_captions_as_before_and_keeps_its_layout_when_saved(squeezenet_file, tmp_path):
+    shipped = Captioner.from_preset("flickr8k-local-global")
+    assert shipped.model.attention.local_scorer is None, "a new shipped model: its captions are not those recorded"
+    shipped.save(tmp_path / "saved")
+    for captioner in (shipped, Captioner.load(tmp_path / "saved")):
+        captions = captioner.caption([scene(seed) for seed in SHIPPED_LOCAL_GLOBAL])
+        assert [caption.text for caption in captions] == [text for text, _ in SHIPPED_LOCAL_GLOBAL.values()]
+        np.testing.assert_allclose([caption.score for caption in captions],
+                                   [score for _, score in SHIPPED_LOCAL_GLOBAL.values()], atol=1e-5)
 
 
 @pytest.mark.parametrize("training", [False, True])
