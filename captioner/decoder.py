@@ -69,11 +69,12 @@ class AttentionLSTMDecoder(layers.Layer):
         normalised, keys, state = per_image
         return (values._replace(normalised=normalised), keys), state
 
-    def step(self, token, state, memory, training=False):
-        """One word: token (B,) and state ((B, H), (B, H)) → output (B, E) before L_o, new state, Glimpse."""
+    def step(self, token, state, memory, training=False, sample_locations=False):
+        """One word: token (B,) and state ((B, H), (B, H)) → output (B, E) before L_o, new state, Glimpse.
+        `sample_locations`: a stochastic attention reads a location drawn from it (see `advance`)."""
         embedded = self.embedding(token)  # (B, E)
         state, glimpse = self.advance(self.word_gates(embedded), state, memory, self.state_kernels(),
-                                      training=training)
+                                      training=training, sample_locations=sample_locations)
         return self.readout(embedded, state[0], glimpse.context, training=training), state, glimpse
 
     def word_gates(self, embedded):
@@ -86,12 +87,20 @@ class AttentionLSTMDecoder(layers.Layer):
         tensor added up at every step."""
         return self.lstm.kernel[self.embedding_dim:], self.lstm.recurrent_kernel
 
-    def advance(self, word_gates, state, memory, state_kernels, training=False):
-        """The recurrence: attend with h_{t-1}, then update the LSTM from the word's gates and the context."""
+    def advance(self, word_gates, state, memory, state_kernels, training=False, locations=None,
+                sample_locations=False):
+        """The recurrence: attend with h_{t-1}, then update the LSTM from the word's gates and the context.
+
+        A stochastic (hard) attention can instead read one location at every step, whatever `training` says:
+        the given `locations` (B,), or, with `sample_locations`, one drawn from it.
+        """
         features, keys = memory
         hidden, cell = state
         context_kernel, recurrent_kernel = state_kernels
-        glimpse = self.attention.attend(features, hidden, keys=keys, training=training)
+        if locations is not None or sample_locations:
+            glimpse = self.attention.attend_at(features, hidden, locations, keys=keys)
+        else:
+            glimpse = self.attention.attend(features, hidden, keys=keys, training=training)
         gates = (word_gates + ops.matmul(glimpse.context, context_kernel)
                  + ops.matmul(hidden, recurrent_kernel))  # (B, 4H)
         input_gate, forget_gate, candidate, output_gate = ops.split(gates, 4, axis=-1)  # LSTMCell's order
@@ -109,9 +118,10 @@ class AttentionLSTMDecoder(layers.Layer):
     def logits(self, output):
         return self.vocabulary_projection(output)  # (..., V)
 
-    def call(self, features, tokens, training=False, copies=1):
+    def call(self, features, tokens, training=False, copies=1, locations=None):
         """Teacher forcing: features (B, L, C), tokens (B * copies, T) from <start>, `copies` captions per image
-        (image-major) → logits (B * copies, T, V), Glimpse of (B * copies, T, ...).
+        (image-major) → logits (B * copies, T, V), Glimpse of (B * copies, T, ...). `locations` (B * copies, T)
+        replays a hard attention's sampled locations.
 
         What `step` does per word that does not depend on the state (the embedding, its gates, the deep output,
         the vocabulary projection) runs here once over all steps, as large matmuls; only `advance` loops.
@@ -120,10 +130,16 @@ class AttentionLSTMDecoder(layers.Layer):
         embedded = self.embedding(tokens)  # (B, T, E)
         word_gates = ops.moveaxis(self.word_gates(embedded), 1, 0)  # (T, B, 4H)
         kernels = self.state_kernels()
-        first = self.advance(word_gates[0], state, memory, kernels, training=training)
+        steps = word_gates if locations is None else (word_gates, ops.moveaxis(locations, 1, 0))  # (T, B, ...)
+
+        def advance(state, step):
+            gates, where = step if locations is not None else (step, None)
+            return self.advance(gates, state, memory, kernels, training=training, locations=where)
+
+        first = advance(state, tf.nest.map_structure(lambda part: part[0], steps))
         # tf.scan rather than keras.ops.scan: the latter's TensorFlow version needs outputs shaped like the carry.
-        rest = tf.scan(lambda previous, gates: self.advance(gates, previous[0], memory, kernels, training=training),
-                       word_gates[1:], initializer=first)  # (T - 1, B, ...)
+        rest = tf.scan(lambda previous, step: advance(previous[0], step),
+                       tf.nest.map_structure(lambda part: part[1:], steps), initializer=first)  # (T - 1, B, ...)
         (hidden, _), glimpses = tf.nest.map_structure(
             lambda head, tail: ops.moveaxis(ops.concatenate([head[None], tail], axis=0), 0, 1), first, rest
         )  # (B, T, ...)

@@ -56,16 +56,18 @@ class Searcher:
     def _greedy(self, features):
         return self.walk(features, lambda log_probs: tf.argmax(log_probs, axis=-1, output_type=tf.int32))
 
-    def sample(self, features, copies, seed):
+    def sample(self, features, copies, seed, sample_locations=False):
         """`copies` captions per image of features (B, L, C), each word drawn from the model's distribution, as
-        tensors: tokens (B * copies, T), image-major, and their lengths. Self-critical training calls this inside
-        its own traced step."""
-        tokens, _, lengths, _ = self.walk(
+        tensors: tokens (B * copies, T), image-major, their lengths, and, with `sample_locations` (hard attention),
+        the location read for each word (B * copies, T), else None. Self-critical training calls this inside its
+        own traced step."""
+        tokens, _, lengths, alphas = self.walk(
             features, lambda log_probs: tf.cast(keras.random.categorical(log_probs, 1, seed=seed)[:, 0], tf.int32),
-            copies)
-        return tokens[:, 0], lengths[:, 0]
+            copies, sample_locations)
+        locations = tf.argmax(alphas[:, 0], axis=-1, output_type=tf.int32) if sample_locations else None
+        return tokens[:, 0], lengths[:, 0], locations
 
-    def walk(self, features, choose, copies=1):
+    def walk(self, features, choose, copies=1, sample_locations=False):
         """Greedy decoding's loop, one word per step picked by `choose(log_probs (B, V)) -> (B,)`."""
         memory, state = self.decoder.start(features, copies)
         batch = tf.shape(features)[0] * copies
@@ -78,7 +80,7 @@ class Searcher:
         for t in tf.range(self.max_length):
             if tf.reduce_all(done):
                 break
-            log_probs, state, alpha = self._step(token, state, memory)  # (B, V)
+            log_probs, state, alpha = self._step(token, state, memory, sample_locations)  # (B, V)
             token = choose(log_probs)
             total += tf.where(done, 0.0, tf.gather(log_probs, token, batch_dims=1))
             length += tf.cast(~done, tf.int32)
@@ -137,10 +139,10 @@ class Searcher:
         alphas = tf.transpose(tf.gather(alphas, came_from, batch_dims=2), [1, 2, 0, 3])  # (B, K, T, L)
         return tokens, normalised, _reorder(length, order), alphas
 
-    def _step(self, token, state, memory):
+    def _step(self, token, state, memory, sample_locations=False):
         """One word of N captions: log-probabilities (N, V), -inf for the tokens never written (the others keep
         the model's own, not renormalised, so scores stay the model's), the new state and the attention (N, L)."""
-        output, state, glimpse = self.decoder.step(token, state, memory)
+        output, state, glimpse = self.decoder.step(token, state, memory, sample_locations=sample_locations)
         return tf.nn.log_softmax(self.decoder.logits(output)) + self._never, state, glimpse.alpha
 
 

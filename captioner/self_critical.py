@@ -4,8 +4,9 @@ Each image gets `samples` captions drawn from the model. Each is rewarded by its
 references (idf from the training set), less the mean reward of the image's other samples: the baseline of
 Luo (2020), "A Better Variant of Self-Critical Sequence Training", which needs no extra greedy decode.
 `bleu_weight` adds the sample's BLEU-4 to the reward, for a model judged on BLEU-4 as well as CIDEr. The loss
-is −advantage · log p(word) per sampled word. Both passes run without dropout (and with hard attention's
-inference-time reading), so the log-probabilities are those of the distribution the captions came from.
+is −advantage · log p(word) per sampled word. Both passes run without dropout, so the log-probabilities are those
+of the distribution the captions came from. With hard attention a sample is also the location read at each word,
+drawn from the attention and replayed in the second pass; its log-probability joins the word's (REINFORCE on both).
 """
 from __future__ import annotations
 
@@ -35,9 +36,11 @@ class SelfCritical(keras.callbacks.Callback):
         self.references = [[vocabulary.encode(caption)[1:-1] for caption in image] for image in references]
         self.scorer = CiderD(self.references)
         self.bleu_weight = bleu_weight
-        self.searcher = Searcher(decoder, vocabulary.start, vocabulary.end, max_length=max_length)
+        self.searcher = Searcher(decoder, vocabulary.start, vocabulary.end, max_length=max_length, unk=vocabulary.unk)
         self.samples = samples
         self.seed = ReplicaSeedGenerator(seed)
+        # Hard attention stays hard: a sample is its words and the location read for each, both reinforced.
+        self.sample_locations = decoder.attention.stochastic
         # Keras traces its train step without AutoGraph; the sampling loop needs it.
         self.sample = tf.function(self._sample)
         self.trackers = {"loss": keras.metrics.Mean(name="loss"), "reward": keras.metrics.Mean(name="reward")}
@@ -52,9 +55,11 @@ class SelfCritical(keras.callbacks.Callback):
         The loop stops once every caption has ended, after a different number of draws on each replica: the
         stream then moves on by the most there can be, so its state stays one value, the one checkpoints save.
         """
-        stream = tf.convert_to_tensor(self.seed.state)  # read now, before sampling moves it on
-        sampled = self.searcher.sample(features, self.samples, self.seed)
-        self.seed.state.assign(stream + [0, self.searcher.max_length])
+        streams = [self.seed] + ([self.searcher.decoder.attention.seed_generator] if self.sample_locations else [])
+        states = [tf.convert_to_tensor(stream.state) for stream in streams]  # read now, before sampling moves them
+        sampled = self.searcher.sample(features, self.samples, self.seed, self.sample_locations)
+        for stream, state in zip(streams, states):
+            stream.state.assign(state + [0, self.searcher.max_length])
         return sampled
 
     def rewards(self, tokens: np.ndarray, images: np.ndarray) -> np.ndarray:
@@ -72,8 +77,10 @@ class SelfCritical(keras.callbacks.Callback):
 
     def train_step(self, model, data):
         n = self.samples
-        tokens, lengths = self.sample(model.grid_features(data["features"]))  # (B*n, T)
+        tokens, lengths, locations = self.sample(model.grid_features(data["features"]))  # (B*n, T)
         tokens = tokens[:, : ops.max(lengths)]
+        if locations is not None:
+            locations = locations[:, : ops.max(lengths)]
         images = ops.repeat(data["image"], n, axis=0)
         rewards = tf.numpy_function(self.rewards, [tokens, images], tf.float32, stateful=False)
         rewards = ops.reshape(rewards, (-1, n))  # (B, n)
@@ -85,9 +92,11 @@ class SelfCritical(keras.callbacks.Callback):
         mask = ops.cast(ops.not_equal(tokens, 0), "float32")  # (B*n, T)
         with tf.GradientTape() as tape:
             features = model.grid_features(data["features"])
-            logits, _ = model.decoder(features, previous, training=False, copies=n)
+            logits, glimpses = model.decoder(features, previous, training=False, copies=n, locations=locations)
             logits = ops.cast(logits, "float32")  # (B*n, T, V)
             log_probs = ops.squeeze(ops.take_along_axis(ops.log_softmax(logits), tokens[..., None], axis=-1), -1)
+            if locations is not None:
+                log_probs += ops.cast(glimpses.log_prob, "float32")  # (B*n, T): each word's location too
             # Divided by the whole batch's word count, as `ShowAttendTell.compute_loss` does: the replicas'
             # gradients are summed.
             loss = -ops.sum(advantage * log_probs * mask) / across_replicas(ops.sum(mask))

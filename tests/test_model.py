@@ -123,3 +123,38 @@ def test_hard_attention_trains_its_attention_through_reinforce():
     # With every step sampled, only the REINFORCE and entropy terms reach the attention's score weights.
     assert any(g is not None and float(tf.reduce_max(tf.abs(g))) > 0 for g in gradients)
     assert float(model.reward_baseline) != 0.0
+
+
+def test_hard_self_critical_samples_locations_and_replays_them():
+    """Hard attention stays hard in self-critical training: each sampled word comes with the location it read,
+    the teacher-forced pass reads those same locations, and both log-probabilities are reinforced."""
+    from captioner.search import Searcher
+    from captioner.self_critical import SelfCritical
+    from captioner.vocab import Vocabulary
+
+    keras.utils.set_random_seed(0)
+    vocabulary = Vocabulary.build(["a dog runs on the grass", "a man rides a red bike"], 1)
+    model = show_attend_tell(len(vocabulary), C, GRID, attention="hard", attention_units=16, embedding_dim=16,
+                             units=16, dropout=0.0)
+    features = toy_batch(images=2)["features"]
+    searcher = Searcher(model.decoder, vocabulary.start, vocabulary.end, max_length=6)
+    seed = keras.random.SeedGenerator(1)
+    tokens, lengths, locations = tf.function(lambda f: searcher.sample(f, 3, seed, True))(features)
+    assert locations.shape == tokens.shape
+    previous = tf.concat([tf.fill([6, 1], vocabulary.start), tokens[:, :-1]], 1)
+    _, glimpses = model.decoder(features, previous, copies=3, locations=locations)
+    mask = np.asarray(tokens) != 0
+    np.testing.assert_array_equal(np.argmax(glimpses.alpha, -1)[mask], np.asarray(locations)[mask])
+    assert np.all(np.asarray(glimpses.log_prob)[mask] < 0)
+
+    sampled = SelfCritical(model.decoder, vocabulary, [["a dog runs"], ["a man rides a bike"]], samples=3,
+                           max_length=6, seed=1)
+    assert sampled.sample_locations
+    model.self_critical = sampled
+    model.compile(optimizer=keras.optimizers.SGD(1.0))
+    before = [np.array(w) for w in model.attention.trainable_weights]
+    batch = {"features": features, "image": np.array([0, 1], "int32")}
+    model.fit(tf.data.Dataset.from_tensors(batch), verbose=0)
+    moved = [np.abs(np.array(w) - b).max() for w, b in zip(model.attention.trainable_weights, before)]
+    # The expected context or the argmax location would give the attention no gradient at all.
+    assert moved and all(change > 0 for change in moved)

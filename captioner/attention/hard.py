@@ -39,6 +39,17 @@ class HardAttention(SoftAttention):
             log_prob = ops.zeros_like(probs[:, 0])
         return Glimpse(self.read(alpha, features, hidden), alpha, probs, log_prob)
 
+    def attend_at(self, features, hidden, locations=None, keys=None):
+        """Reads one location per row, every step: `locations` (B,) when replaying a sample, else drawn from the
+        attention. `log_prob` is that location's log-probability either way, which is what self-critical training
+        reinforces, with the words', when it samples locations as well as words."""
+        scores = self.scores(features, hidden, keys)  # (B, L)
+        log_probs = ops.log_softmax(scores, axis=-1)
+        if locations is None:
+            locations = keras.random.categorical(scores, 1, seed=self.seed_generator)[:, 0]
+        chosen = ops.one_hot(locations, ops.shape(scores)[-1])  # (B, L)
+        return Glimpse(self.read(chosen, features, hidden), chosen, ops.exp(log_probs), ops.sum(chosen * log_probs, -1))
+
     def get_config(self):
         return {**super().get_config(), "expectation_rate": self.expectation_rate, "inference": self.inference,
                 "seed": self.seed}
