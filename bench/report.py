@@ -9,7 +9,7 @@ from typing import TextIO
 from workload import Workload
 
 # Context fields that tell apart records of one name, in the order the table shows them.
-LABEL_FIELDS = ("attention", "search", "batch", "xla", "heatmaps", "images", "mode", "run")
+LABEL_FIELDS = ("backbone", "grid", "attention", "search", "batch", "xla", "heatmaps", "images", "mode", "run")
 
 
 @dataclass(frozen=True)

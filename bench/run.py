@@ -3,7 +3,7 @@
     python bench/run.py [--quick] [--only train,decode,...] [--out results.jsonl]
 
 Suites, in the order they run: baseline (the tutorial, in its own processes), train (followed by the tutorial's
-training again, when both run), decode, folder, cache (in this process, each after a warm-up), memory (a fresh
+training again, when both run), decode, folder, encoders, cache (in this process, each after a warm-up), memory (a fresh
 process per image count). Every line is a JSON object with a
 "name": "env" first, then measurements ("value" and "unit"), then "target" lines (the issue's performance targets
 as measured ratios, with "pass"), and an "error" line for any suite that failed. The exit status is 1 if any did.
@@ -25,7 +25,7 @@ import captioner  # noqa: F401  before anything imports TensorFlow: it turns Ten
 from report import print_table, targets
 from workload import SHARED_DATA, Workload, keras_home
 
-SUITES = ("baseline", "train", "decode", "folder", "cache", "memory")
+SUITES = ("baseline", "train", "decode", "folder", "encoders", "cache", "memory")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,7 +78,8 @@ def _runners() -> dict:
     import throughput
 
     return {"baseline": baseline.tutorial, "train": throughput.training, "decode": throughput.decoding,
-            "folder": throughput.folder_captioning, "cache": throughput.cache_build, "memory": memory.peak_rss}
+            "folder": throughput.folder_captioning, "encoders": throughput.encoders, "cache": throughput.cache_build,
+            "memory": memory.peak_rss}
 
 
 def _environment(workload: Workload) -> dict:

@@ -25,7 +25,7 @@ from captioner.preprocess import load_image, to_array
 from captioner.search import Searcher
 from captioner.vocab import SPECIALS
 from measure import rate, seconds
-from workload import ATTENTIONS, Workload
+from workload import ATTENTIONS, ENCODER_CHOICES, Workload
 
 FOLDER_BEAM_SIZE = 3
 FOLDER_BATCH_SIZE = 32  # `captioner caption`'s default
@@ -98,7 +98,7 @@ def decoding(workload: Workload) -> Iterator[dict]:
 def folder_captioning(workload: Workload) -> Iterator[dict]:
     """`caption_folder` end to end (image decoding, encoder, beam search, captions, heatmaps and gallery), the same
     without heatmaps, and, alternating with them on the same images, the encoder alone: image decoding (in this
-    thread, where captioning reads ahead in a pool) and the SqueezeNet forward pass, in batches of the same size.
+    thread, where captioning reads ahead in a pool) and the encoder's forward pass, in batches of the same size.
     The model is the default shipped one, as `captioner caption` uses it: its captions, and so its heatmap strips,
     are as long as real ones."""
     captioner = Captioner.from_preset()
@@ -133,6 +133,29 @@ def folder_captioning(workload: Workload) -> Iterator[dict]:
         yield rate("folder", len(images), samples, "images/s", beam_size=FOLDER_BEAM_SIZE, heatmaps=heatmaps,
                    batch=FOLDER_BATCH_SIZE, images=len(images), mean_words=words)
     yield rate("encoder", len(images), encoder_only, "images/s", batch=FOLDER_BATCH_SIZE, images=len(images))
+
+
+def encoders(workload: Workload) -> Iterator[dict]:
+    """Images per second of image decoding and the network, for each backbone a user would choose, at the grid
+    captioning uses: the same images, batches of `captioner caption`'s size, one backbone after another."""
+    from captioner.encoder import CNNEncoder
+
+    images = workload.images(workload.folder_images)
+    for settings in ENCODER_CHOICES:
+        encoder = CNNEncoder(**settings)
+        size = encoder.image_size
+        encode = tf.function(encoder.call, input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)])
+
+        def encode_all():
+            for first in range(0, len(images), FOLDER_BATCH_SIZE):
+                batch = images[first:first + FOLDER_BATCH_SIZE]
+                encode(np.stack([to_array(load_image(path), (size, size)) for path in batch])).numpy()
+
+        encode(np.zeros((FOLDER_BATCH_SIZE, size, size, 3), np.float32))
+        samples = [seconds(encode_all) for _ in range(workload.folder_reps)]
+        yield rate("encoders", len(images), samples, "images/s", **settings, grid=list(encoder.grid_shape),
+                   channels=encoder.feature_dim, batch=FOLDER_BATCH_SIZE)
+        keras.backend.clear_session()
 
 
 def cache_build(workload: Workload) -> Iterator[dict]:

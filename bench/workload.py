@@ -21,7 +21,10 @@ if TYPE_CHECKING:
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SQUEEZENET_FILE = "squeezenet_weights_tf_dim_ordering_tf_kernels_notop.h5"
-ENCODER_SETTINGS = {"backbone": "squeezenet", "image_size": 224}
+ENCODER_SETTINGS = {"backbone": "efficientnet-lite2", "image_size": 224}  # the default: a 7x7x1280 grid
+# The encoders suite: SqueezeNet (the old default) and each EfficientNet-Lite at the grid captioning uses.
+ENCODER_CHOICES = ({"backbone": "squeezenet", "image_size": 224}, {"backbone": "efficientnet-lite0", "image_size": 224},
+                   {"backbone": "efficientnet-lite1", "image_size": 224}, ENCODER_SETTINGS)
 ATTENTIONS = ("soft", "hard", "local-global")
 
 
@@ -32,7 +35,7 @@ class Workload:
     quick: bool
     data: Path
     vocab_size: int
-    grid_shape: tuple[int, int]  # SqueezeNet's at 224x224, as the real encoder gives it
+    grid_shape: tuple[int, int]  # the default encoder's at 224x224, as it gives it
     feature_dim: int
     caption_tokens: int  # words after <start>: training captions are never padded, decoding never ends early
     units: int  # embedding, attention and LSTM sizes alike
@@ -51,14 +54,14 @@ class Workload:
 
     @classmethod
     def standard(cls, data: Path) -> Workload:
-        return cls(quick=False, data=data, vocab_size=2500, grid_shape=(13, 13), feature_dim=512, caption_tokens=20,
+        return cls(quick=False, data=data, vocab_size=2500, grid_shape=(7, 7), feature_dim=1280, caption_tokens=20,
                    units=512, train_batches=(32, 64), decode_batches=(1, 64), beam_sizes=(1, 3, 5),
                    folder_images=200, folder_reps=3, memory_images=(100, 2000), warmup=2, reps=5)
 
     @classmethod
     def tiny(cls, data: Path) -> Workload:
         """Every code path of the standard run in seconds; its numbers mean nothing."""
-        return cls(quick=True, data=data, vocab_size=60, grid_shape=(13, 13), feature_dim=512, caption_tokens=4,
+        return cls(quick=True, data=data, vocab_size=60, grid_shape=(7, 7), feature_dim=1280, caption_tokens=4,
                    units=16, train_batches=(4,), decode_batches=(1, 4), beam_sizes=(1, 3), folder_images=4,
                    folder_reps=1, memory_images=(2, 4), warmup=1, reps=2)
 
@@ -91,7 +94,7 @@ class Workload:
         return vocabulary
 
     def untrained_captioner(self) -> Captioner:
-        """A Captioner over the real SqueezeNet encoder with a freshly initialised decoder: its captions are
+        """A Captioner over the real default encoder with a freshly initialised decoder: its captions are
         nonsense (and rarely end before `caption_tokens` words), but it does the work a trained one does."""
         from captioner.api import Captioner
         from captioner.model import show_attend_tell
