@@ -27,6 +27,9 @@ from .search import Decoded, Searcher
 from .vocab import Vocabulary
 
 MODEL_FILE, VOCABULARY_FILE, ENCODER_FILE = "model.keras", "vocabulary.json", "encoder.json"
+SETTINGS_FILE = "settings.json"  # how the model decodes: {"max_length": tokens}
+TRAIN_CONFIG_FILE = "train-config.json"  # the settings of the run that trained the model
+DEFAULT_MAX_LENGTH = 25  # for folders saved before they held settings.json
 WEIGHTS_ENTRY = "model.weights.h5"  # inside a .keras file
 
 
@@ -102,6 +105,11 @@ def _halve_weights(model_file: Path) -> None:
             target.writestr(item, halved.getvalue() if item.filename == WEIGHTS_ENTRY else data)
 
 
+def _read_json(path: Path):
+    """A JSON file's content, or None where there is no such file."""
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def _chunks(items: Iterable, size: int) -> Iterator[list]:
     iterator = iter(items)
     while chunk := list(islice(iterator, size)):
@@ -109,43 +117,56 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
 
 
 class Captioner:
-    """A trained decoder, its vocabulary and the encoder its features came from."""
+    """A trained decoder, its vocabulary and the encoder its features came from; captions are at most `max_length`
+    tokens, `<end>` included. `train_config` is the settings of the run that trained it (`TrainConfig`'s fields),
+    kept to be saved with it."""
 
-    def __init__(self, model: ShowAttendTell, vocabulary: Vocabulary, encoder_settings: dict, max_length: int = 25):
+    def __init__(self, model: ShowAttendTell, vocabulary: Vocabulary, encoder_settings: dict,
+                 max_length: int = DEFAULT_MAX_LENGTH, train_config: dict | None = None):
         if len(vocabulary) != model.decoder.vocab_size:
             raise ValueError(f"the vocabulary has {len(vocabulary)} words, the model {model.decoder.vocab_size}")
+        if max_length < 1:
+            raise ValueError(f"max_length must be at least 1, got {max_length}")
         self.model = model
         self.vocabulary = vocabulary
         self.encoder_settings = encoder_settings
+        self.train_config = train_config
         self.searcher = Searcher(model.decoder, vocabulary.start, vocabulary.end, max_length=max_length)
         self._encoder = None
         self._encode = None
 
     # --- loading and saving ------------------------------------------------------------------------------------
     @classmethod
-    def from_preset(cls, name: str | None = None) -> Captioner:
-        """A shipped model by name (`flickr8k-soft`, `flickr8k-hard`, `flickr8k-local-global`); None: the best."""
+    def from_preset(cls, name: str | None = None, max_length: int | None = None) -> Captioner:
+        """A shipped model by name (`flickr8k-soft`, `flickr8k-hard`, `flickr8k-local-global`); None: the best.
+        `max_length` overrides the caption length it was saved with."""
         available = presets()
         key = name or "default"
         if key not in available:
             names = ", ".join(sorted(set(available) - {"default"})) or f"none in {weights_dir()}"
             raise ValueError(f"no shipped model {key!r}; available: {names}")
-        return cls.load(available[key])
+        return cls.load(available[key], max_length)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> Captioner:
-        """A model folder written by `save` (or a preset name)."""
+    def load(cls, path: str | os.PathLike, max_length: int | None = None) -> Captioner:
+        """A model folder written by `save` (or a preset name); `max_length` overrides the caption length it was
+        saved with."""
         path = Path(path)
         if not (path / MODEL_FILE).exists():
             if str(path) in presets() or str(path) == "default":
-                return cls.from_preset(str(path))
+                return cls.from_preset(str(path), max_length)
             raise FileNotFoundError(f"{path} is not a captioner model folder (no {MODEL_FILE}) nor a preset name")
         model = keras.saving.load_model(path / MODEL_FILE, safe_mode=True, compile=False)
         encoder_settings = json.loads((path / ENCODER_FILE).read_text())
-        return cls(model, Vocabulary.load(path / VOCABULARY_FILE), encoder_settings)
+        settings = _read_json(path / SETTINGS_FILE) or {}
+        if max_length is None:
+            max_length = settings.get("max_length", DEFAULT_MAX_LENGTH)
+        return cls(model, Vocabulary.load(path / VOCABULARY_FILE), encoder_settings, max_length,
+                   _read_json(path / TRAIN_CONFIG_FILE))
 
     def save(self, path: str | os.PathLike, weights_dtype: str = "float32") -> None:
-        """A model folder: the model without its optimizer state, its vocabulary and encoder settings.
+        """A model folder: the model without its optimizer state, its vocabulary, encoder settings and caption
+        length, and the settings of the run that trained it when they are known.
 
         `weights_dtype="float16"` stores the weights at half size, as the shipped models are: they load back
         as float32, and the logits move by about 1e-4.
@@ -161,6 +182,9 @@ class Captioner:
             raise ValueError(f"weights_dtype must be float32 or float16, not {weights_dtype!r}")
         self.vocabulary.save(path / VOCABULARY_FILE)
         (path / ENCODER_FILE).write_text(json.dumps(self.encoder_settings, indent=2) + "\n")
+        (path / SETTINGS_FILE).write_text(json.dumps({"max_length": self.max_length}, indent=2) + "\n")
+        if self.train_config is not None:
+            (path / TRAIN_CONFIG_FILE).write_text(json.dumps(self.train_config, indent=2) + "\n")
 
     # --- the pipeline ------------------------------------------------------------------------------------------
     @property
@@ -169,6 +193,10 @@ class Captioner:
         if self._encoder is None:
             self._encoder = CNNEncoder(**self.encoder_settings)
         return self._encoder
+
+    @property
+    def max_length(self) -> int:
+        return self.searcher.max_length
 
     @property
     def image_size(self) -> int:

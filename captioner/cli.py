@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from . import names
-from .config import DEV_SCORES, OBJECTIVES, STRATEGIES, VOCAB_POLICIES, TrainConfig
+from .config import DEV_SCORES, OBJECTIVES, STRATEGIES, VOCAB_POLICIES, TrainConfig, flag
 from .data import READERS
 
 # The registries' names, so that a misspelt one is refused before any data is read.
@@ -29,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     caption.add_argument("--model", default=None, help="a preset name or model folder (default: the best preset)")
     caption.add_argument("--beam-size", type=int, default=3)
     caption.add_argument("--batch-size", type=int, default=32)
+    caption.add_argument("--max-length", type=int, default=None,
+                         help="tokens per caption at most, <end> included (default: the model's own)")
     caption.add_argument("--recursive", action="store_true", help="descend into sub-folders")
     caption.add_argument("--no-heatmaps", action="store_true", help="write captions only")
     caption.add_argument("--panel-size", type=int, default=160,
@@ -44,15 +46,18 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     defaults = TrainConfig()
     for field in dataclasses.fields(TrainConfig):
-        flag = "--" + field.name.replace("_", "-")
         default = getattr(defaults, field.name)
         kind = type(default) if default is not None else (int if field.name in ("val_images", "steps_per_epoch") else str)
         kind = json.loads if field.name == "attention_options" else kind
         options = {"choices": TRAIN_CHOICES[field.name]} if field.name in TRAIN_CHOICES else {}
-        about = "a JSON object of the attention's own settings, e.g. '{\"gate\": true}' " if field.name == "attention_options" else ""
+        about = {"attention_options": "a JSON object of the attention's own settings, e.g. '{\"gate\": true}' ",
+                 "init_from": "a model to fine-tune (a folder or preset): its settings stand for those not given ",
+                 }.get(field.name, "")
         if isinstance(default, bool):  # --xla / --no-xla
             options, kind = {"action": argparse.BooleanOptionalAction}, None
-        train.add_argument(flag, type=kind, default=default, help=f"{about}(default: {default})", **options)
+        # Settings not given stay out of the namespace: fine-tuning and resuming take them from the model or run.
+        train.add_argument(flag(field.name), type=kind, default=argparse.SUPPRESS, help=f"{about}(default: {default})",
+                           **options)
 
     evaluate = commands.add_parser("evaluate", help="decode a split once per image and score it like coco-caption")
     evaluate.add_argument("--model", default=None)
@@ -62,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", choices=("dev", "test"), default="dev")
     evaluate.add_argument("--beam-size", type=int, default=3)
     evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.add_argument("--max-length", type=int, default=None,
+                          help="tokens per caption at most, <end> included (default: the model's own)")
     evaluate.add_argument("--limit", type=int, default=None, help="only the first N images")
     evaluate.add_argument("--meteor", choices=names.METEOR, default="auto")
     evaluate.add_argument("--out", type=Path, required=True)
@@ -105,7 +112,7 @@ def _caption(args) -> int:
 
     return caption_folder(args.paths, args.out, model=args.model, beam_size=args.beam_size,
                           batch_size=args.batch_size, recursive=args.recursive, heatmaps=not args.no_heatmaps,
-                          panel_size=args.panel_size)
+                          panel_size=args.panel_size, max_length=args.max_length)
 
 
 def _attend(args) -> int:
@@ -127,8 +134,9 @@ def _attend(args) -> int:
 def _train(args) -> int:
     from .train import train
 
-    config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
-    print(f"best model: {train(config, resume=args.resume)}")
+    given = {field.name for field in dataclasses.fields(TrainConfig)} & vars(args).keys()
+    config = TrainConfig(**{name: getattr(args, name) for name in given})
+    print(f"best model: {train(config, resume=args.resume, given=given)}")
     return 0
 
 
@@ -137,14 +145,15 @@ def _evaluate(args) -> int:
     from .data import read_dataset
     from .evaluate import evaluate, format_table, write_results
 
-    captioner = Captioner.load(args.model) if args.model else Captioner.from_preset()
+    captioner = Captioner.load(args.model, args.max_length) if args.model else Captioner.from_preset(
+        max_length=args.max_length)
     records, report = read_dataset(args.dataset, args.data, args.images)
     records = [record for record in records if record.split == args.split][: args.limit]
     if not records:
         raise ValueError(f"{args.data}: no {args.split} images ({report})")
     scores, captions = evaluate(captioner, records, args.beam_size, args.batch_size, meteor=args.meteor)
     write_results(args.out, scores, records, captions, model=str(args.model or "default"), split=args.split,
-                  dataset=args.dataset, beam_size=args.beam_size)
+                  dataset=args.dataset, beam_size=args.beam_size, max_length=captioner.max_length)
     print(format_table(scores))
     return 0
 

@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .atomic import write_atomically
+
 VOCAB_POLICIES = ("keep", "extend", "rebuild")
 OBJECTIVES = ("cross-entropy", "self-critical")
 STRATEGIES = ("default", "mirrored", "multi-worker")
@@ -62,7 +64,7 @@ class TrainConfig:
     # validation by real decoding
     val_beam_size: int = 3
     val_images: int | None = None  # decode only the first N dev images (None: all)
-    max_length: int = 25
+    max_length: int = 25  # tokens decoded at most, for dev scores and self-critical samples; saved with the model
     # fine-tuning and scale
     init_from: str | None = None
     vocab_policy: str = "keep"  # keep | extend | rebuild: see `captioner.train.vocabulary_for`
@@ -97,7 +99,7 @@ class TrainConfig:
         return {name: getattr(self, name) for name in names} | {"attention": self.attention or "soft"}
 
     def save(self, path: Path) -> None:
-        Path(path).write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+        write_atomically(path, json.dumps(dataclasses.asdict(self), indent=2) + "\n")  # resuming may rewrite it
 
     @classmethod
     def load(cls, path: Path) -> TrainConfig:
@@ -107,3 +109,8 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"{path}: unknown settings {sorted(unknown)}")
         return cls(**settings)
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a TrainConfig setting: `max_length` -> `--max-length`."""
+    return "--" + name.replace("_", "-")

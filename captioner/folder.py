@@ -5,6 +5,7 @@ before its caption line, and each line lands whole (one write, then fsync), so a
 OUT skips exactly the images with a caption line and redoes the rest. Images that failed are retried on every
 rerun: their old lines are dropped from `OUT/errors.jsonl` as the run starts, and a fresh line is written for
 each one that fails again, so `errors.jsonl` names each image that has no caption yet with its latest reason.
+`OUT/model.json` names the model whose captions OUT holds: a rerun with another model is refused, not mixed in.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from .preprocess import SUPPORTED_SUFFIXES
 if TYPE_CHECKING:
     from .api import Captioner, Result
 
-CAPTIONS_FILE, ERRORS_FILE, INDEX_FILE = "captions.jsonl", "errors.jsonl", "index.html"
+CAPTIONS_FILE, ERRORS_FILE, INDEX_FILE, MODEL_FILE = "captions.jsonl", "errors.jsonl", "index.html", "model.json"
 HEATMAPS_DIR, GALLERY_DIR = "heatmaps", "gallery"
 
 
@@ -39,14 +40,15 @@ def caption_folder(
     recursive: bool = False,
     heatmaps: bool = True,
     panel_size: int = 160,
+    max_length: int | None = None,
 ) -> int:
     """Caption the images in `paths` into `out`; 0 if every image got a caption, 1 if any could not be read.
 
     Writes `captions.jsonl` and `errors.jsonl`, and with `heatmaps` a strip PNG per image in `heatmaps/`, its
     panels `panel_size` pixels square, and the gallery page `index.html` (from per-image fragments in
-    `gallery/`). `model` is a preset name, a model folder or a loaded Captioner (None: the best preset). A
-    missing input, no images at all, an `out` that cannot be written or a missing model raises before any
-    image is read.
+    `gallery/`). `model` is a preset name, a model folder or a loaded Captioner (None: the best preset);
+    `max_length` overrides the caption length it was saved with. A missing input, no images at all, an `out`
+    that cannot be written, a missing model or an `out` begun by another model raises before any image is read.
 
     Strips default to 160-pixel panels, where `strip` and `captioner attend` draw one photo at 224, the size
     the encoder sees: a folder's strips are an overview, half the pixels, drawn in half the time and half the
@@ -60,9 +62,10 @@ def caption_folder(
         hint = "" if recursive else " (sub-folders are searched with --recursive)"
         raise ValueError(f"no images in {', '.join(map(str, paths))}{hint}")
     _check_writable(out)
-    captioner = _load(model)
+    captioner, name = _load(model, max_length)
 
     out.mkdir(parents=True, exist_ok=True)
+    _claim(out, name, _identity(captioner))
     done = {name for name, _ in _logged(out / CAPTIONS_FILE)}
     todo = [(name, path) for name, path in images if name not in done]
     _forget_errors(out / ERRORS_FILE, {name for name, _ in todo})
@@ -159,13 +162,42 @@ def _draw(out: Path, name: str, result: Result, panel_size: int) -> None:
     (out / GALLERY_DIR / f"{stem}.html").write_text(gallery_entry_html(entry), encoding="utf-8")
 
 
-def _load(model: str | os.PathLike | Captioner | None) -> Captioner:
+def _load(model: str | os.PathLike | Captioner | None, max_length: int | None) -> tuple[Captioner, str]:
+    """The captioner, decoding at most `max_length` tokens if given, and how to name it to a user."""
     # Imported here because TensorFlow takes seconds to load, and a mistyped path or OUT should not wait for it.
-    from .api import Captioner
+    from .api import Captioner, presets
 
     if isinstance(model, Captioner):
-        return model
-    return Captioner.load(model) if model else Captioner.from_preset()
+        if max_length is not None and max_length != model.max_length:
+            model = Captioner(model.model, model.vocabulary, model.encoder_settings, max_length, model.train_config)
+        return model, "the Captioner given"
+    if model:
+        return Captioner.load(model, max_length), str(model)
+    captioner = Captioner.from_preset(max_length=max_length)
+    return captioner, f"the default model ({presets()['default'].name})"
+
+
+def _identity(captioner: Captioner) -> str:
+    """A digest of the model's content (weights, vocabulary, encoder), the same wherever it is loaded from."""
+    digest = hashlib.sha256(json.dumps([captioner.vocabulary.words, captioner.encoder_settings],
+                                       sort_keys=True).encode())
+    for weight in captioner.model.weights:
+        if weight.name != "seed_generator_state":  # a random stream, which every load starts afresh
+            digest.update(weight.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _claim(out: Path, name: str, identity: str) -> None:
+    """Records in `out` which model captions it, or refuses another model than the one that began it, whose
+    captions would mix with this one's. A folder begun before the record existed goes on with this model."""
+    record = out / MODEL_FILE
+    if not record.exists():
+        write_atomically(record, json.dumps({"model": name, "identity": identity}, indent=2) + "\n")
+        return
+    began = json.loads(record.read_text())
+    if began["identity"] != identity:
+        raise ValueError(f"{out} holds captions by {began['model']}, and this run's model is {name}: caption into "
+                         f"another --out, or with that model")
 
 
 def _folder_images(folder: Path, recursive: bool, skipped: set[str]) -> list[Path]:

@@ -2,15 +2,19 @@
 
 A run folder holds `config.json`, `vocabulary.json`, `checkpoints/epoch-NNN.keras` with `state.json` naming the
 newest complete one, `best/` (the model with the best dev score, CIDEr unless `select_by` says otherwise, loadable
-by `Captioner.load`), `log.csv` and `progress.png`.
+by `Captioner.load`, with the run's settings), `log.csv` and `progress.png`.
 """
 from __future__ import annotations
 
 import csv
+import dataclasses
+import inspect
 import io
 import json
 import os
 import shutil
+import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +25,8 @@ from matplotlib.figure import Figure
 
 from .api import Captioner
 from .atomic import write_atomically
-from .attention import kind_of
-from .config import DEV_SCORES, TrainConfig
+from .attention import kind_of, make_attention
+from .config import DEV_SCORES, TrainConfig, flag
 from .data import Record, read_dataset
 from .data.cache import FeatureCache
 from .encoder import CNNEncoder, EncoderHead
@@ -220,32 +224,21 @@ def transfer_weights(source: ShowAttendTell, source_vocabulary: Vocabulary, targ
 
 
 def build_model(config: TrainConfig, vocabulary: Vocabulary, grid_shape, feature_dim, start: Captioner | None):
-    """A new model as configured, or, fine-tuning, one shaped like `start` over `vocabulary` with its weights.
+    """A new model as configured over `vocabulary`; fine-tuning, one that starts from `start`'s weights, which
+    `config` describes (see `fine_tuning_config`) but for what fine-tuning changes.
 
     `grid_shape` and `feature_dim` are those of the cached features; with `encoder_blocks`, the model's
     encoder head (pretrained, trained at `encoder_learning_rate`) turns them into what the decoder sees.
-    Fine-tuning into another attention kind than `start`'s, the new kind takes `start`'s sizes and every weight
-    of `start` that plays a part in it (`transfer_weights`).
+    Fine-tuning into another attention kind than `start`'s, the new kind takes every weight of `start` that plays
+    a part in it (`transfer_weights`).
     """
-    if start is None:
-        head = None
-        if config.encoder_blocks:
-            head = EncoderHead(config.backbone, config.encoder_blocks, config.image_size, weights="imagenet",
-                               output_layer=config.encoder_layer, name="encoder_head")
-            grid_shape, feature_dim = head.grid_shape, head.feature_dim
-        model = show_attend_tell(len(vocabulary), feature_dim, grid_shape, encoder_head=head, **config.model_settings())
-    elif config.attention not in (None, kind_of(start.model.attention)):
-        decoder, attention = start.model.decoder, start.model.attention
-        head = start.model.encoder_head
-        settings = {**config.model_settings(), "embedding_dim": decoder.embedding_dim, "units": decoder.units,
-                    "attention_units": attention.units, "score": attention.score_name}
-        model = show_attend_tell(len(vocabulary), decoder.feature_dim, start.grid_shape,
-                                 encoder_head=head and EncoderHead.from_config(head.get_config()), **settings)
-        transfer_weights(start.model, start.vocabulary, model, vocabulary)
-    else:
-        settings = start.model.get_config()
-        settings["decoder"]["config"]["vocab_size"] = len(vocabulary)
-        model = ShowAttendTell.from_config(settings)
+    head = None
+    if config.encoder_blocks:
+        head = EncoderHead(config.backbone, config.encoder_blocks, config.image_size, weights="imagenet",
+                           output_layer=config.encoder_layer, name="encoder_head")
+        grid_shape, feature_dim = head.grid_shape, head.feature_dim
+    model = show_attend_tell(len(vocabulary), feature_dim, grid_shape, encoder_head=head, **config.model_settings())
+    if start is not None:
         transfer_weights(start.model, start.vocabulary, model, vocabulary)
     encoder_rate = {"encoder_head": config.encoder_learning_rate / config.learning_rate}
     # Not with the self-critical step, which scores captions in Python, nor with encoder blocks: XLA slows
@@ -256,6 +249,106 @@ def build_model(config: TrainConfig, vocabulary: Vocabulary, grid_shape, feature
     # Built inside the first traced step instead, its variables would make TensorFlow trace that step twice.
     model.optimizer.build(model.trainable_variables)
     return model
+
+
+# --- settings: fine-tuning and resuming ---------------------------------------------------------------------------
+# A trained decoder reads the grid of one encoder: fine-tuning refuses another.
+ENCODER_SETTINGS = ("backbone", "image_size", "encoder_layer")
+# The shapes of a trained model's weights, which fine-tuning keeps.
+SHAPE_SETTINGS = ("score", "attention_units", "embedding_dim", "units")
+# What a resumed run may change: when it stops, how dev is scored, where features are cached. The rest makes the run
+# what it is; --steps-per-epoch, say, would move the epochs' boundaries in the order of the data, so that the
+# resumed epochs would repeat or skip batches.
+RESUMABLE = ("epochs", "early_stopping", "val_images", "val_beam_size", "cache")
+
+
+def settings_of(captioner: Captioner) -> dict:
+    """The TrainConfig settings a trained model carries: its encoder, the shapes of its weights, its dropout,
+    attention options and loss weights, and its caption length."""
+    model, decoder, attention = captioner.model, captioner.model.decoder, captioner.model.attention
+    encoder = _defaults(CNNEncoder) | captioner.encoder_settings
+    return {"backbone": encoder["backbone"], "image_size": encoder["image_size"],
+            "encoder_layer": encoder["output_layer"], "encoder_blocks": encoder["exclude_top"],
+            "attention": kind_of(attention), "score": attention.score_name, "attention_units": attention.units,
+            "attention_options": attention_options(attention), "embedding_dim": decoder.embedding_dim,
+            "units": decoder.units, "dropout": decoder.dropout_rate, "doubly_stochastic": model.doubly_stochastic,
+            "label_smoothing": model.label_smoothing, "reinforce_weight": model.reinforce_weight,
+            "entropy_weight": model.entropy_weight, "max_length": captioner.max_length}
+
+
+def attention_options(attention) -> dict:
+    """An attention layer's settings beyond those every kind has (units, score) and its grid: its gate, ..."""
+    config = attention.get_config()
+    return {name: config[name] for name in _defaults(type(attention))
+            if name in config and name not in ("units", "score", "grid_shape")}
+
+
+def fine_tuning_config(config: TrainConfig, start: Captioner, given: Iterable[str]) -> TrainConfig:
+    """The configuration of a run that fine-tunes `start`: the user's settings (`given` names them), and `start`'s
+    for every other one that describes a model (`settings_of`).
+
+    Given settings are honoured where the model can take them: dropout, loss weights, caption length, attention
+    options that leave the shapes of its weights, another attention kind (`build_model`), and encoder blocks for
+    a model that fine-tunes none yet (their head starts as the frozen encoder was, so the model starts out
+    computing what it did). Another encoder, another number of encoder blocks for a model that has some, and
+    attention options that reshape its weights raise a ValueError naming the flag; other sizes are ignored, with
+    a line on stderr each.
+    """
+    theirs = settings_of(start)
+    differ = [name for name in given if name in theirs and getattr(config, name) != theirs[name]]
+    for name in differ:
+        mine, was = getattr(config, name), theirs[name]
+        if name in ENCODER_SETTINGS:
+            reads = f"{flag(name)} {was}" if was is not None else f"no {flag(name)}"
+            raise ValueError(f"{flag(name)} {mine}: {config.init_from} reads the grid of {reads}, and a decoder "
+                             f"trained on one grid cannot read another")
+        if name == "encoder_blocks" and was:
+            raise ValueError(f"--encoder-blocks {mine}: {config.init_from} fine-tunes its top {was} encoder blocks, "
+                             f"whose output its decoder reads: fine-tuning it keeps --encoder-blocks {was}")
+        if name in SHAPE_SETTINGS:
+            print(f"{flag(name)} {mine} ignored: fine-tuning keeps the shapes of {config.init_from}'s weights "
+                  f"({flag(name)} {was})", file=sys.stderr)
+    chosen = set(given) - set(SHAPE_SETTINGS)
+    resolved = {name: value for name, value in theirs.items() if name not in chosen}
+    if config.attention in (None, theirs["attention"]):
+        was = theirs["attention_options"]
+        options = {**was, **config.attention_options}
+        shapes = _weight_shapes(start, was)
+        reshaping = {name: value for name, value in options.items() if (name not in was or was[name] != value)
+                     and _weight_shapes(start, {**was, name: value}) != shapes}
+        if reshaping:
+            raise ValueError(f"--attention-options {json.dumps(reshaping)}: changes the shapes of {config.init_from}'s "
+                             f"attention weights, which fine-tuning keeps (its options: {json.dumps(was)})")
+        resolved["attention_options"] = options
+    else:  # another kind takes its own options, as given
+        resolved.pop("attention_options", None)
+    return dataclasses.replace(config, **resolved)
+
+
+def resumed_config(saved: TrainConfig, config: TrainConfig, given: Iterable[str]) -> TrainConfig:
+    """The configuration of a resumed run: its own (`saved`), but for the RESUMABLE settings the user `given`; the
+    run is where `config.out` says. Each other given setting that differs is ignored, with a line on stderr."""
+    given = set(given)
+    for field in dataclasses.fields(TrainConfig):
+        mine, was = getattr(config, field.name), getattr(saved, field.name)
+        if field.name in given - {"out", *RESUMABLE} and mine != was:
+            print(f"{flag(field.name)} {mine} ignored: the run resumes with its own {was} (resuming can change "
+                  f"{', '.join(map(flag, RESUMABLE))})", file=sys.stderr)
+    changes = {name: getattr(config, name) for name in given & set(RESUMABLE)}
+    return dataclasses.replace(saved, out=config.out, **changes)
+
+
+def _defaults(callable) -> dict:
+    """The default of each parameter of a function or class."""
+    return {name: parameter.default for name, parameter in inspect.signature(callable).parameters.items()}
+
+
+def _weight_shapes(start: Captioner, options: dict) -> list[tuple]:
+    """The shapes of the weights of `start`'s attention made anew with these options."""
+    decoder, attention = start.model.decoder, start.model.attention
+    made = make_attention(kind_of(attention), start.grid_shape, attention.units, attention.score_name, **options)
+    made.build((None, None, decoder.feature_dim), (None, decoder.units))
+    return [tuple(weight.shape) for weight in made.weights]
 
 
 class MultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
@@ -398,25 +491,37 @@ class RunKeeper(keras.callbacks.Callback):
 
 
 # --- the run ------------------------------------------------------------------------------------------------------
-def train(config: TrainConfig, resume: bool = False) -> Path:
+def train(config: TrainConfig, resume: bool = False, given: Iterable[str] | None = None) -> Path:
     """Runs (or resumes) training as configured; returns the folder of the best model.
+
+    `given` names the settings the user chose (None: those that differ from TrainConfig's defaults). Fine-tuning
+    takes the others from the start model (`fine_tuning_config`); resuming takes all but a few from the run
+    (`resumed_config`).
 
     In a multi-worker run every worker runs this with the same configuration; only the chief writes files, so
     `--out` must be storage every worker sees for the others to `--resume`.
     """
+    if given is None:
+        defaults = TrainConfig()
+        given = {field.name for field in dataclasses.fields(TrainConfig)
+                 if getattr(config, field.name) != getattr(defaults, field.name)}
     run = Path(config.out)
-    strategy = make_strategy(config.strategy)  # first: a multi-worker strategy must exist before other TF work
     state = None
     if resume:
         if not (run / "state.json").exists():
             raise FileNotFoundError(f"{run} has no state.json to resume from: start the run without --resume")
-        config = TrainConfig.load(run / "config.json")
+        config = resumed_config(TrainConfig.load(run / "config.json"), config, given)
         state = json.loads((run / "state.json").read_text())
         if state["epoch"] >= config.epochs or state["since_best"] >= config.early_stopping:
             print(f"{run} finished after epoch {state['epoch']}: nothing to resume")
             return run / "best"
     elif (run / "state.json").exists():
         raise FileExistsError(f"{run} already holds a run: pass --resume to continue it, or choose another --out")
+    strategy = make_strategy(config.strategy)  # before any TensorFlow work, as a multi-worker strategy must be
+    start = None
+    if config.init_from and not resume:  # a resumed run has its model in its checkpoint
+        start = Captioner.load(config.init_from)
+        config = fine_tuning_config(config, start, given)
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
         raise ValueError(f"batch_size {config.batch_size} does not split evenly over {replicas} replicas")
@@ -429,10 +534,8 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     dev_records = [r for r in records if r.split == "dev"][: config.val_images]
     if not train_records or not dev_records:
         raise ValueError(f"{config.data}: training needs train and dev images, found {len(train_records)} and {len(dev_records)}")
-    start = Captioner.load(config.init_from) if config.init_from else None
-    encoder_settings = start.encoder_settings if start else {
-        "backbone": config.backbone, "image_size": config.image_size, "exclude_top": config.encoder_blocks,
-        "output_layer": config.encoder_layer}
+    encoder_settings = {"backbone": config.backbone, "image_size": config.image_size,
+                        "exclude_top": config.encoder_blocks, "output_layer": config.encoder_layer}
     if resume:
         vocabulary = Vocabulary.load(run / "vocabulary.json")
     else:
@@ -459,11 +562,12 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         for stream, value in zip(random_streams(model), state["random"], strict=True):
             stream.assign(value)
     writes = is_chief(strategy)
-    if writes and not resume:
+    if writes:
         run.mkdir(parents=True, exist_ok=True)
-        config.save(run / "config.json")
-        vocabulary.save(run / "vocabulary.json")
-    captioner = Captioner(model, vocabulary, encoder_settings, max_length=config.max_length)
+        config.save(run / "config.json")  # resumed, with what it was resumed with
+        if not resume:
+            vocabulary.save(run / "vocabulary.json")
+    captioner = Captioner(model, vocabulary, encoder_settings, config.max_length, dataclasses.asdict(config))
     callbacks = [DevScores(captioner, dev_split, config.val_beam_size)]
     if model.self_critical is not None:
         callbacks.insert(0, model.self_critical)

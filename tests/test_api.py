@@ -30,6 +30,32 @@ def test_saved_folders_load_back_with_the_same_captions(tiny, tmp_path, weights_
     assert [c.text for c in copy.decode(features())] == [c.text for c in tiny.decode(features())]
 
 
+def test_the_caption_length_and_the_training_settings_travel_with_the_model(tiny, tmp_path, monkeypatch):
+    """A model saved decoding up to 40 tokens loads decoding up to 40, unless told otherwise; the settings of the
+    run that trained it are saved beside it; a folder saved before either was kept decodes up to 25, as then."""
+    run_settings = {"units": 32, "max_length": 40}
+    Captioner(tiny.model, tiny.vocabulary, tiny.encoder_settings, 40, run_settings).save(tmp_path / "long")
+    long = Captioner.load(tmp_path / "long")
+    assert (long.max_length, long.train_config) == (40, run_settings)
+    assert [len(c.words) for c in long.decode(features())] == [40, 40]  # untrained: it never writes <end>
+    short = Captioner.load(tmp_path / "long", max_length=5)
+    assert short.max_length == 5 and [len(c.words) for c in short.decode(features())] == [5, 5]
+    short.save(tmp_path / "short")
+    assert Captioner.load(tmp_path / "short").train_config == run_settings
+
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "long").symlink_to(tmp_path / "long")
+    monkeypatch.setenv("CAPTIONER_WEIGHTS", str(tmp_path / "weights"))
+    assert Captioner.from_preset("long").max_length == 40
+    assert Captioner.from_preset("long", max_length=7).max_length == 7
+    assert Captioner.load("long", max_length=6).max_length == 6
+
+    (tmp_path / "long" / "settings.json").unlink()
+    (tmp_path / "long" / "train-config.json").unlink()
+    old = Captioner.load(tmp_path / "long")
+    assert (old.max_length, old.train_config) == (25, None)
+
+
 def test_half_precision_halves_the_file_and_drops_the_optimizer(tiny, tmp_path):
     tiny.model.compile(optimizer="adam")
     tiny.model.optimizer.build(tiny.model.trainable_variables)

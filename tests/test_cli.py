@@ -1,5 +1,6 @@
 """`captioner caption`, `captioner attend` and `captioner --help`, as a user runs them."""
 import json
+import shutil
 import subprocess
 import sys
 
@@ -76,7 +77,7 @@ def test_caption_command_writes_captions_only_with_no_heatmaps(tmp_path, photo, 
     assert main(argv) == 0
     [record] = [json.loads(line) for line in (out / "captions.jsonl").read_text().splitlines()]
     assert record["image"] == "photo.jpg"
-    assert sorted(path.name for path in out.iterdir()) == ["captions.jsonl", "errors.jsonl"]
+    assert sorted(path.name for path in out.iterdir()) == ["captions.jsonl", "errors.jsonl", "model.json"]
     assert capsys.readouterr().out.startswith("1 captioned, 0 skipped as done, 0 errors")
 
 
@@ -84,6 +85,59 @@ def test_attend_names_an_image_it_cannot_read(tmp_path, tiny_model_dir, capsys):
     missing = tmp_path / "missing.jpg"
     assert main(["attend", str(missing), "--caption", "a dog", "--model", str(tiny_model_dir)]) == 2
     assert capsys.readouterr().err == f"captioner attend: {missing}: no such file\n"
+
+
+def captions_in(out):
+    return [json.loads(line) for line in (out / "captions.jsonl").read_text().splitlines()]
+
+
+def test_caption_decodes_up_to_the_models_length_or_max_length(tmp_path, photo, tiny_model_dir):
+    """The tiny model was saved decoding up to 8 tokens; untrained, it never writes <end>."""
+    for out, extra, words in (("own", [], 8), ("short", ["--max-length", "3"], 3)):
+        argv = ["caption", str(photo), "--out", str(tmp_path / out), "--model", str(tiny_model_dir), "--no-heatmaps"]
+        assert main(argv + extra) == 0
+        assert [len(record["words"]) for record in captions_in(tmp_path / out)] == [words]
+
+
+@pytest.fixture
+def other_model_dir(tmp_path, tiny_model_dir):
+    """The tiny model with one weight changed: another model."""
+    from captioner.api import Captioner
+
+    other = Captioner.load(tiny_model_dir)
+    bias = other.model.decoder.vocabulary_projection.bias
+    bias.assign(np.asarray(bias) + 1)
+    other.save(tmp_path / "other")
+    return tmp_path / "other"
+
+
+def test_caption_refuses_an_out_begun_by_another_model(tmp_path, photo, tiny_model_dir, other_model_dir, capsys):
+    out = tmp_path / "out"
+
+    def caption(model):
+        return main(["caption", str(photo), "--out", str(out), "--model", str(model), "--no-heatmaps"])
+
+    assert caption(tiny_model_dir) == 0
+    capsys.readouterr()
+    assert caption(other_model_dir) == 2
+    assert capsys.readouterr().err == (f"captioner caption: {out} holds captions by {tiny_model_dir}, and this run's "
+                                       f"model is {other_model_dir}: caption into another --out, or with that model\n")
+    shutil.copytree(tiny_model_dir, tmp_path / "copy")  # the same model, wherever it is
+    assert caption(tmp_path / "copy") == 0
+    assert capsys.readouterr().out.startswith("0 captioned, 1 skipped as done")
+    assert len(captions_in(out)) == 1
+
+
+def test_an_out_begun_before_models_were_recorded_goes_on(tmp_path, photo, tiny_model_dir, capsys):
+    out = tmp_path / "out"
+    argv = ["caption", str(photo), "--out", str(out), "--model", str(tiny_model_dir), "--no-heatmaps"]
+    assert main(argv) == 0
+    (out / "model.json").unlink()
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert capsys.readouterr().out.startswith("0 captioned, 1 skipped as done")
+    assert json.loads((out / "model.json").read_text())["model"] == str(tiny_model_dir)
+
 
 
 # Parses the command line, and whatever happens says which of TensorFlow and Keras were imported by then.

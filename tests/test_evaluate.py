@@ -50,6 +50,17 @@ def test_evaluate_command_writes_scores_and_coco_results(tiny_model_dir, data, d
     assert all(isinstance(result["caption"], str) for result in results)
 
 
+def test_evaluate_command_decodes_up_to_max_length(tiny_model_dir, data, tmp_path, capsys):
+    """The tiny model was saved decoding up to 8 tokens; untrained, it never writes <end>."""
+    command = ["evaluate", "--model", str(tiny_model_dir), "--dataset", "flickr8k", "--data", str(data),
+               "--meteor", "none", "--limit", "2"]
+    for out, extra, words in (("own", [], 8), ("short", ["--max-length", "3"], 3)):
+        assert main(command + ["--out", str(tmp_path / out), *extra]) == 0
+        assert json.loads((tmp_path / out / "scores.json").read_text())["max_length"] == words
+        results = json.loads((tmp_path / out / "captions.json").read_text())
+        assert [len(result["caption"].split()) for result in results] == [words, words]
+
+
 def test_evaluate_decodes_each_image_exactly_once(tiny_model_dir, dev, monkeypatch):
     captioner = Captioner.load(tiny_model_dir)
     encoded, decoded = [], []

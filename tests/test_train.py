@@ -25,8 +25,8 @@ from captioner.evaluate import METRICS
 from captioner.metrics import bleu
 from captioner.model import show_attend_tell
 from captioner.self_critical import SelfCritical
-from captioner.train import (FeatureStore, RunKeeper, build_model, caption_dataset, transfer_weights,
-                             vocabulary_for)
+from captioner.train import (FeatureStore, RunKeeper, build_model, caption_dataset, fine_tuning_config,
+                             transfer_weights, vocabulary_for)
 from captioner.vocab import Vocabulary
 from tiny_flickr8k import write_tiny_flickr8k
 
@@ -135,6 +135,22 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(full_run, da
         np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
+def test_resume_changes_what_it_safely_can_and_names_each_setting_it_ignores(data, cache, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(train_args(data, out, cache, epochs=1, **{"steps-per-epoch": 2})) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "2", "--val-images", "2", "--units", "16",
+                 "--batch-size", "8", "--steps-per-epoch", "3"]) == 0
+    ignored = [line for line in capsys.readouterr().err.splitlines() if line.startswith("--")]
+    resumable = "--epochs, --early-stopping, --val-images, --val-beam-size, --cache"
+    assert ignored == [f"--batch-size 8 ignored: the run resumes with its own 16 (resuming can change {resumable})",
+                       f"--steps-per-epoch 3 ignored: the run resumes with its own 2 (resuming can change {resumable})"]
+    assert [row["epoch"] for row in read_log(out)] == ["1", "2"]
+    config = TrainConfig.load(out / "config.json")
+    assert (config.epochs, config.val_images, config.batch_size, config.steps_per_epoch) == (2, 2, 16, 2)
+
+
 def test_resume_without_a_run_is_a_one_line_error(tmp_path, capsys):
     assert main(["train", "--resume", "--out", str(tmp_path / "nothing")]) == 2
     error = capsys.readouterr().err
@@ -148,11 +164,12 @@ def test_starting_over_an_existing_run_is_a_one_line_error(full_run, data, cache
     assert error.count("\n") == 1 and "already holds a run: pass --resume" in error
 
 
+# A name outside a setting's choices (--vocab-policy, --strategy, --select-by...) is refused as the command line is
+# parsed: test_cli checks those.
 @pytest.mark.parametrize("setting, value, message", [
     ("lr-patience", 0, "lr_patience must be at least 1"),
-    ("vocab-policy", "merge", "vocab_policy must be one of keep, extend, rebuild"),
-    ("strategy", "tpu", "strategy must be one of default, mirrored, multi-worker"),
-    ("select-by", "METEOR", "select_by must be one of BLEU-1, BLEU-2, BLEU-3, BLEU-4, ROUGE-L, CIDEr"),
+    ("lr-decay", 2, "lr_decay must be in (0, 1], got 2"),
+    ("encoder-blocks", -1, "encoder_blocks must be at least 0"),
     ("bleu-weight", -1, "bleu_weight must be at least 0"),
 ])
 def test_bad_settings_are_one_line_errors(tmp_path, capsys, setting, value, message):
@@ -181,12 +198,18 @@ def assert_other_weights_copied(model, source):
         np.testing.assert_array_equal(np.asarray(mine), np.asarray(theirs))
 
 
+def fine_tuning(start: Captioner, **settings) -> TrainConfig:
+    """The configuration of fine-tuning `start` with these settings given."""
+    return fine_tuning_config(TrainConfig(**settings), start, settings)
+
+
 def fine_tune_start(full_run, data, policy):
     source = Captioner.load(full_run / "best")
-    config = TrainConfig(data=str(data), vocab_policy=policy, min_count=2, init_from=str(full_run / "best"))
+    config = fine_tuning(source, data=str(data), vocab_policy=policy, min_count=2, init_from=str(full_run / "best"))
     records, _ = read_dataset("flickr8k", data)
     vocabulary = vocabulary_for(config, [r for r in records if r.split == "train"], source)
-    return source, vocabulary, build_model(config, vocabulary, source.grid_shape, 512, source)
+    model = build_model(config, vocabulary, source.grid_shape, source.model.decoder.feature_dim, source)
+    return source, vocabulary, model
 
 
 @pytest.mark.slow
@@ -251,14 +274,103 @@ def test_another_attention_kind_starts_out_computing_what_the_source_model_did(f
     """Warm-starting hard or local+global attention from a soft model: every shared part is copied, and the wider
     inputs of local+global (its second context) start at zero weight."""
     source = Captioner.load(full_run / "best")
-    config = TrainConfig(data=str(data), min_count=2, init_from=str(full_run / "best"), attention=kind,
+    config = fine_tuning(source, data=str(data), min_count=2, init_from=str(full_run / "best"), attention=kind,
                          attention_options=options)
-    model = build_model(config, source.vocabulary, source.grid_shape, 512, source)
+    model = build_model(config, source.vocabulary, source.grid_shape, source.model.decoder.feature_dim, source)
     assert type(model.attention).__name__ == {"hard": "HardAttention", "local-global": "LocalGlobalAttention"}[kind]
     records, _ = read_dataset("flickr8k", data)
     split = FeatureStore(source.encoder_settings, cache).split([r for r in records if r.split == "train"])
     batch = next(iter(caption_dataset(split, source.vocabulary, 16, 0, 30, range(1))[0]))
     np.testing.assert_allclose(model(batch)["logits"], source.model(batch)["logits"], atol=1e-5)
+
+
+def save_start(folder, encoder_head=None, **settings) -> str:
+    """An untrained model over SqueezeNet's grid, saved: a model to fine-tune."""
+    keras.utils.set_random_seed(0)
+    vocabulary = Vocabulary.build(["a dog runs on the grass", "a man rides a red bike", "two children play"], 1)
+    model = show_attend_tell(len(vocabulary), 512, (13, 13), attention_units=16, embedding_dim=16, units=16,
+                             encoder_head=encoder_head, **settings)
+    encoder = {"backbone": "squeezenet", "image_size": 224, "exclude_top": encoder_head.blocks if encoder_head else 0}
+    Captioner(model, vocabulary, encoder, max_length=20).save(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def hard_start(tmp_path_factory, squeezenet_file):
+    return save_start(tmp_path_factory.mktemp("starts") / "hard", attention="hard", doubly_stochastic=0.7)
+
+
+@pytest.fixture(scope="module")
+def tuned_encoder_start(tmp_path_factory, squeezenet_file):
+    head = EncoderHead("squeezenet", 2, name="encoder_head")
+    return save_start(tmp_path_factory.mktemp("starts") / "tuned-encoder", encoder_head=head)
+
+
+@pytest.mark.parametrize("start, setting, value, message", [
+    ("hard_start", "backbone", "efficientnet-lite2",  # the default, but given
+     "--backbone efficientnet-lite2: {start} reads the grid of --backbone squeezenet, and a decoder trained on one "
+     "grid cannot read another"),
+    ("hard_start", "image-size", 299, "--image-size 299: {start} reads the grid of --image-size 224"),
+    ("hard_start", "encoder-layer", "fire8_concat", "--encoder-layer fire8_concat: {start} reads the grid of no "
+                                                    "--encoder-layer"),
+    ("hard_start", "attention-options", '{"gate": true, "inference": "expectation"}',
+     '--attention-options {"gate": true}: changes the shapes of {start}\'s attention weights, which fine-tuning keeps'),
+    ("tuned_encoder_start", "encoder-blocks", 1, "--encoder-blocks 1: {start} fine-tunes its top 2 encoder blocks"),
+])
+def test_fine_tuning_refuses_what_the_start_model_cannot_take_in_one_line(data, cache, tmp_path, capsys, request,
+                                                                          start, setting, value, message):
+    start = request.getfixturevalue(start)
+    args = train_args(data, tmp_path / "run", cache, epochs=1, **{"steps-per-epoch": 1, "init-from": start,
+                                                                  setting: value})
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and message.replace("{start}", start) in error
+
+
+@pytest.mark.slow
+def test_fine_tuning_honours_the_training_settings_given_and_adds_encoder_blocks(hard_start, data, cache, tmp_path,
+                                                                                 capsys):
+    """Given: training-time settings, an attention option that leaves the weights' shapes, encoder blocks for a
+    model without, the caption length; a size, which is ignored with a line. Not given: the start model's, even
+    where TrainConfig's default differs (its backbone, its doubly stochastic weight)."""
+    out = tmp_path / "tuned"
+    settings = {"epochs": 1, "steps-per-epoch": 1, "init-from": hard_start, "dropout": 0.1, "label-smoothing": 0.1,
+                "entropy-weight": 0.02, "reinforce-weight": 0.5, "attention-options": '{"inference": "expectation"}',
+                "encoder-blocks": 2, "max-length": 12, "units": 64}
+    assert main(train_args(data, out, cache, **settings)) == 0
+    assert (f"--units 64 ignored: fine-tuning keeps the shapes of {hard_start}'s weights (--units 16)\n"
+            in capsys.readouterr().err)
+
+    tuned = Captioner.load(out / "best")
+    model, attention = tuned.model, tuned.model.attention
+    assert (model.decoder.dropout_rate, model.label_smoothing, model.entropy_weight, model.reinforce_weight,
+            model.doubly_stochastic) == (0.1, 0.1, 0.02, 0.5, 0.7)
+    assert (type(attention).__name__, attention.inference, attention.use_gate, model.decoder.units) == \
+        ("HardAttention", "expectation", False, 16)
+    assert tuned.encoder_settings["exclude_top"] == model.encoder_head.blocks == 2
+    assert tuned.max_length == 12
+    config = json.loads((out / "config.json").read_text())
+    assert json.loads((out / "best" / "train-config.json").read_text()) == config
+    assert (config["backbone"], config["units"], config["attention"], config["encoder_blocks"]) == \
+        ("squeezenet", 16, "hard", 2)
+
+
+@pytest.mark.slow
+def test_encoder_blocks_added_to_a_model_start_out_computing_what_it_did(tiny_model_dir, data, cache):
+    """The new encoder head starts as the frozen encoder's top blocks: from the features below them, the model
+    computes what the start model did from the encoder's output."""
+    start = Captioner.load(tiny_model_dir)
+    config = fine_tuning(start, init_from=str(tiny_model_dir), encoder_blocks=2)
+    assert (config.backbone, config.encoder_blocks, config.units) == ("squeezenet", 2, 32)
+    records, _ = read_dataset("flickr8k", data)
+    images = [r for r in records if r.split == "train"][:4]
+    below = FeatureStore({"backbone": "squeezenet", "image_size": 224, "exclude_top": 2}, cache)
+    model = build_model(config, start.vocabulary, below.encoder.grid_shape, below.encoder.feature_dim, start)
+    tokens = np.asarray([start.vocabulary.encode("a dog runs on the grass")] * len(images))
+    whole = FeatureStore(start.encoder_settings, cache).split(images).features
+    expected = start.model({"features": whole.astype("float32"), "tokens": tokens})["logits"]
+    logits = model({"features": below.split(images).features.astype("float32"), "tokens": tokens})["logits"]
+    np.testing.assert_allclose(logits, expected, atol=1e-3)
 
 
 @pytest.mark.parametrize("kind", ["hard", "local-global"])
@@ -423,8 +535,8 @@ def test_two_workers_on_localhost_train_like_one_device(data, cache, tmp_path, o
 @pytest.mark.slow
 def test_encoder_blocks_are_fine_tuned_from_cached_features_below_them(data, tmp_path):
     out = tmp_path / "tuned"
-    assert main(train_args(data, out, tmp_path / "features", **{"epochs": 1, "encoder-blocks": 2,
-                                                                "encoder-learning-rate": 1e-5})) == 0
+    settings = {"epochs": 1, "backbone": "squeezenet", "encoder-blocks": 2, "encoder-learning-rate": 1e-5}
+    assert main(train_args(data, out, tmp_path / "features", **settings)) == 0
     tuned = Captioner.load(out / "best")
     assert tuned.encoder_settings["exclude_top"] == 2
     assert tuned.encoder.grid_shape == (13, 13) and tuned.encoder.feature_dim == 384  # fire7, below fire8 and fire9
