@@ -131,7 +131,8 @@ class Captioner:
         self.vocabulary = vocabulary
         self.encoder_settings = encoder_settings
         self.train_config = train_config
-        self.searcher = Searcher(model.decoder, vocabulary.start, vocabulary.end, max_length=max_length)
+        self.searcher = Searcher(model.decoder, vocabulary.start, vocabulary.end, max_length=max_length,
+                                 unk=vocabulary.unk)
         self._encoder = None
         self._encode = None
 

@@ -42,7 +42,7 @@ def caption_folder(
     panel_size: int = 160,
     max_length: int | None = None,
 ) -> int:
-    """Caption the images in `paths` into `out`; 0 if every image got a caption, 1 if any could not be read.
+    """Caption the images in `paths` into `out`; 0 if every image got a caption, 1 if any could not be read or drawn.
 
     Writes `captions.jsonl` and `errors.jsonl`, and with `heatmaps` a strip PNG per image in `heatmaps/`, its
     panels `panel_size` pixels square, and the gallery page `index.html` (from per-image fragments in
@@ -145,7 +145,11 @@ def _record(name: str, result: Result, drawn: Future | None, captions: BinaryIO,
         _append(errors, {"image": name, "error": result.error})
         return True
     if drawn is not None:
-        drawn.result()
+        try:
+            drawn.result()
+        except ValueError as error:  # maps this image's heatmaps cannot show (NaN, say); the run goes on
+            _append(errors, {"image": name, "error": f"cannot draw heatmaps: {error}"})
+            return True
     caption = result.caption
     _append(captions, {"image": name, "caption": caption.text, "words": caption.words, "score": caption.score})
     return False

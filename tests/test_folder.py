@@ -188,6 +188,30 @@ def test_a_fixed_image_loses_its_error_line(tmp_path, captioner):
     assert [record["image"] for record in read_jsonl(out / "captions.jsonl")] == ["later.jpg"]
 
 
+def test_an_image_whose_heatmaps_cannot_be_drawn_is_an_error_the_next_run_retries(tmp_path, photos, captioner,
+                                                                                   monkeypatch):
+    stream, out = captioner.stream, tmp_path / "out"
+
+    def stream_with_a_nan_map(*args, **kwargs):
+        for result in stream(*args, **kwargs):
+            if result.image.name == "beach.png":
+                result.caption.attention = np.full_like(result.caption.attention, np.nan)
+            yield result
+
+    with monkeypatch.context() as patch:
+        patch.setattr(captioner, "stream", stream_with_a_nan_map)
+        assert caption_folder([photos / "dir1"], out, model=captioner, batch_size=1) == 1
+    assert [record["image"] for record in read_jsonl(out / "captions.jsonl")] == ["photo.jpg"]
+    assert read_jsonl(out / "errors.jsonl") == [
+        {"image": "beach.png", "error": "cannot draw heatmaps: attention contains NaN or infinity"}]
+    assert [path.name for path in (out / "heatmaps").iterdir()] == ["photo.jpg.png"]
+
+    assert caption_folder([photos / "dir1"], out, model=captioner, batch_size=1) == 0
+    assert [record["image"] for record in read_jsonl(out / "captions.jsonl")] == ["photo.jpg", "beach.png"]
+    assert (out / "errors.jsonl").read_bytes() == b""
+    assert (out / "index.html").read_text().count('class="entry"') == 2
+
+
 def test_a_damaged_log_line_is_a_plain_error(tmp_path, photos, captioner):
     out = tmp_path / "out"
     out.mkdir()
