@@ -17,11 +17,13 @@ import nltk
 import numpy as np
 from nltk.translate import meteor as nltk_meteor
 
+from .names import METEOR
+
 Tokens = Sequence[str]
 
 COCO_METEOR = "coco-caption METEOR 1.5 (Java)"
 NLTK_METEOR = "nltk"
-METEOR_CHOICES = ("auto", "coco", "nltk", "none")
+METEOR_CHOICES = METEOR  # the one list, in captioner.names so the command line needs no nltk
 
 # Stanford's PTBTokenizer (CoreNLP 3.4.1, the jar coco-caption runs) in pure Python: the rules of its JFlex lexer,
 # PTBLexer.flex, in their order, their macros under their names there. The lexer is caseless for literal text only,
