@@ -121,7 +121,7 @@ def fixed_samples(samples):
 
     def sample(features):
         row = tf.cast(features[:, 0, 0], tf.int32)
-        return tf.reshape(tf.gather(table, row), (-1, LENGTH)), tf.reshape(tf.gather(lengths, row), (-1,))
+        return tf.reshape(tf.gather(table, row), (-1, LENGTH)), tf.reshape(tf.gather(lengths, row), (-1,)), None
 
     return tf.function(sample)
 

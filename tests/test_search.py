@@ -119,13 +119,15 @@ def test_sampling_draws_copies_per_image_from_the_model_distribution():
     model = decoder()
     searcher = Searcher(model, START, END, max_length=6)
     seed = keras.random.SeedGenerator(0)
-    tokens, lengths = (np.asarray(part) for part in searcher.sample(features(), 4, seed))
+    tokens, lengths, _ = searcher.sample(features(), 4, seed)
+    tokens, lengths = np.asarray(tokens), np.asarray(lengths)
     assert tokens.shape == (5 * 4, 6) and lengths.shape == (20,)
     assert len({tuple(row) for row in tokens[:4]}) > 1
     projection = model.vocabulary_projection
     projection.kernel.assign(np.asarray(projection.kernel) * 1000)
     greedy = searcher.greedy(features())
-    tokens, lengths = (np.asarray(part) for part in searcher.sample(features(), 4, seed))
+    tokens, lengths, _ = searcher.sample(features(), 4, seed)
+    tokens, lengths = np.asarray(tokens), np.asarray(lengths)
     np.testing.assert_array_equal(tokens, np.repeat(greedy.tokens[:, 0], 4, axis=0))
     np.testing.assert_array_equal(lengths, np.repeat(greedy.lengths[:, 0], 4))
 
@@ -136,7 +138,8 @@ def test_pad_start_and_unk_are_never_said_however_likely(method):
     for token in (PAD, START, UNK):
         favour(searcher.decoder, token, 30.0)  # far above any word at every step
     if method == "sample":
-        tokens, lengths = (np.asarray(part) for part in searcher.sample(features(), 4, keras.random.SeedGenerator(0)))
+        tokens, lengths, _ = searcher.sample(features(), 4, keras.random.SeedGenerator(0))
+        tokens, lengths = np.asarray(tokens), np.asarray(lengths)
     else:
         found = searcher.greedy(features()) if method == "greedy" else searcher.beam(features(), 3)
         tokens, lengths = found.tokens.reshape(-1, 6), found.lengths.ravel()
@@ -167,5 +170,5 @@ def test_captioning_and_self_critical_sampling_never_say_unk():
     favour(model.decoder, UNK, 30.0)
     captions = Captioner(model, vocabulary(), {}, max_length=6).decode(features(), beam_size=3)
     assert not any("<unk>" in caption.words for caption in captions)
-    tokens, _ = SelfCritical(model.decoder, vocabulary(), [["word4 word5"]], max_length=6, seed=0).sample(features())
+    tokens, _, _ = SelfCritical(model.decoder, vocabulary(), [["word4 word5"]], max_length=6, seed=0).sample(features())
     assert UNK not in np.asarray(tokens)
