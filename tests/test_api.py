@@ -100,7 +100,7 @@ def test_every_shipped_model_is_whole_small_and_captions_a_photo(name, flickr8k_
     photo = flickr8k_dir / "Images" / (flickr8k_dir / "Flickr_8k.devImages.txt").read_text().split()[0]
     caption = captioner.caption([photo])[0]
     assert 3 <= len(caption.words) and "<unk>" not in caption.words
-    assert caption.attention.shape == (len(caption.words), 13, 13)
+    assert caption.attention.shape == (len(caption.words), *captioner.grid_shape)
     np.testing.assert_allclose(caption.attention.sum(axis=(1, 2)), 1.0, atol=1e-4)
 
 

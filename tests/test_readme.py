@@ -252,7 +252,7 @@ def benchmarks_quickly(space: Workspace, command: str) -> None:
 def executes(space: Workspace, block: str) -> None:
     namespace = {}
     exec(compile(block, "README.md", "exec"), namespace)
-    assert namespace["caption"].attention.shape[1:] == (13, 13)
+    assert namespace["caption"].attention.shape[1:] == namespace["captioner"].grid_shape  # the toy presets' grid
     with Image.open("photo-attention.png") as strip:
         assert strip.format == "PNG"
 
@@ -311,7 +311,7 @@ COMMANDS = {
 captioner = Captioner.from_preset()                # the best shipped model; or "flickr8k-soft", a folder, ...
 caption = captioner.caption(["photo.jpg"], beam_size=3)[0]
 caption.text, caption.words, caption.score         # "a dog runs through the grass", [...], -0.61
-caption.attention.shape                            # (words, 13, 13): where it looked for each word
+caption.attention.shape                            # (words, 7, 7): where it looked for each word
 captioner.heatmap("photo.jpg", caption).save("photo-attention.png")""": executes,
 }
 SLOW = {trains, trains_until_stopped, resumes, evaluates, trains_on_two_logical_cpus, trains_on_two_local_workers,
