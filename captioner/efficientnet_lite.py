@@ -97,10 +97,14 @@ def package_file(variant: str) -> Path:
     return path
 
 
+def keras_models_dir() -> Path:
+    """The Keras cache's model folder, where `keras.utils.get_file(..., cache_subdir="models")` keeps files."""
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser() / "models"
+
+
 def cached_weights_file(variant: str) -> Path:
     """Where the converted weights live: the Keras cache, named after the checkpoint they came from."""
-    home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser()
-    return home / "models" / f"{Path(VARIANTS[variant].file).stem}-classifier.weights.h5"
+    return keras_models_dir() / f"{Path(VARIANTS[variant].file).stem}-classifier.weights.h5"
 
 
 KERAS_TO_TORCH_WEIGHT = {"kernel": "weight", "gamma": "weight", "beta": "bias", "bias": "bias",

@@ -7,7 +7,6 @@ Any backbone can stop at an inner layer (`output_layer`) for a finer grid.
 """
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,9 +112,9 @@ def _build_squeezenet(weights, image_size):
         try:
             weights = keras.utils.get_file(SQUEEZENET_FILE, SQUEEZENET_URL, cache_subdir="models")
         except Exception as error:  # get_file raises bare Exceptions for every network failure
-            cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser() / "models"
             raise WeightsUnavailable(
-                f"squeezenet ImageNet weights: {SQUEEZENET_FILE} is not in {cache} and could not be fetched from "
+                f"squeezenet ImageNet weights: {SQUEEZENET_FILE} is not in {efficientnet_lite.keras_models_dir()} "
+                f"and could not be fetched from "
                 f"{SQUEEZENET_URL} ({str(error).splitlines()[0][:80]}); copy the file there, or choose "
                 f"another backbone") from None
     if weights is not None:

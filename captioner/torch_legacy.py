@@ -84,18 +84,18 @@ def sha256(path: str | Path) -> str:
 def read_state_dict(path: str | Path, expected_sha256: str | None = None) -> dict[str, np.ndarray]:
     """Every tensor of the file by name, as numpy arrays. Checks the file's sha256 first when one is given."""
     path = Path(path)
-    if expected_sha256 is not None and (found := sha256(path)) != expected_sha256:
+    data = path.read_bytes()
+    if expected_sha256 is not None and (found := hashlib.sha256(data).hexdigest()) != expected_sha256:
         raise TorchFileError(f"{path}: sha256 {found[:16]}… is not the expected {expected_sha256[:16]}…: "
                              f"the file is damaged or not the published one; reinstall its package")
-    data = path.read_bytes()
     file = io.BytesIO(data)
 
     def header(what, expected):
         try:
             value = _StateDictUnpickler(file, path).load()
+        except TorchFileError:
+            raise
         except (pickle.UnpicklingError, EOFError, ValueError) as error:
-            if isinstance(error, TorchFileError):
-                raise
             raise TorchFileError(f"{path}: not a legacy torch file ({what} unreadable: {error})") from None
         if expected is not None and value != expected:
             raise TorchFileError(f"{path}: not a legacy torch file ({what} is {value!r:.40})")
