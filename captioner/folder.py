@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, BinaryIO
 from tqdm import tqdm
 
 from .atomic import write_atomically
-from .heatmap import gallery_entry_html, save_png, strip_pixels, write_gallery_page
+from .heatmap import gallery_entry_html, strip_pixels, write_gallery_page
+from .png import save_png
 from .preprocess import SUPPORTED_SUFFIXES
 
 if TYPE_CHECKING:
@@ -51,8 +52,8 @@ def caption_folder(
     that cannot be written, a missing model or an `out` begun by another model raises before any image is read.
 
     Strips default to 160-pixel panels, where `strip` and `captioner attend` draw one photo at 224, the size
-    the encoder sees: a folder's strips are an overview, half the pixels, drawn in half the time and half the
-    disk (2,000 strips ≈ 0.7 GB), and the gallery page shows each word's map over the photo at 224.
+    the encoder sees: a folder's strips are an overview, half the pixels, so about half the drawing time and the
+    disk, and the gallery page shows each word's map over the photo at 224.
     """
     if panel_size < 1:
         raise ValueError(f"panel size must be at least 1 pixel, got {panel_size}")

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from captioner.heatmap import (gallery_entry_html, overlay, overlays, png_bytes, save_png, strip, write_gallery,
-                               write_gallery_page)
+from captioner.heatmap import gallery_entry_html, overlay, overlays, strip, write_gallery_page
+from captioner.png import png_bytes, save_png
 
 GRAY = (128, 128, 128)
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -149,6 +149,10 @@ def gallery_entries() -> list:
     ]
 
 
+def write_gallery(entries, path):
+    write_gallery_page(map(gallery_entry_html, entries), path)
+
+
 def test_gallery_escapes_user_text_and_needs_nothing_from_outside(tmp_path):
     page = tmp_path / "gallery.html"
     write_gallery(gallery_entries(), page)
@@ -180,6 +184,13 @@ def test_gallery_page_streams_fragments_and_replaces_atomically(tmp_path):
         write_gallery_page(failing_fragments(), page)
     assert page.read_text(encoding="utf-8") == written
     assert list(tmp_path.iterdir()) == [page]
+
+
+def test_a_gallery_page_without_entries_says_so(tmp_path):
+    page = tmp_path / "gallery.html"
+    write_gallery([], page)
+    assert re.search(r'<main data-palette="[A-Za-z0-9+/=]{1024}" data-alpha="0.6"></main>', page.read_text())
+    # The style sheet's `main:empty::after` writes "No images." only into a main with nothing in it, not even a space.
 
 
 def test_gallery_entry_names_a_missing_field():
