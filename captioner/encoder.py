@@ -17,7 +17,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from . import efficientnet_lite
+from . import efficientnet_lite, names
 from .efficientnet_lite import WeightsUnavailable
 from .torch_legacy import sha256
 
@@ -94,9 +94,6 @@ def load_squeezenet_weights(model: keras.Model, path: str | Path) -> None:
         raise refuse(f"arrays for no layer: {sorted(unassigned)[:3]}")
 
 
-DEFAULT_BACKBONE = "efficientnet-lite2"
-
-
 @dataclass(frozen=True)
 class Backbone:
     """How to build one CNN and feed it: its network, its input scaling, and what counts as one block."""
@@ -149,22 +146,19 @@ def _identity(images):
     return images
 
 
-BACKBONES = {
-    **{variant: Backbone(_lite(variant), efficientnet_lite.preprocess, r"block\d+[a-z]|top")
-       for variant in efficientnet_lite.VARIANTS},
-    "squeezenet": Backbone(_build_squeezenet, _caffe, r"fire\d+"),
-    "resnet50": Backbone(_application(keras.applications.ResNet50), _caffe, r"conv\d_block\d+"),
+_LITE_BLOCKS = r"block\d+[a-z]|top"
+BACKBONES = dict(zip(names.BACKBONES, (
+    *(Backbone(_lite(variant), efficientnet_lite.preprocess, _LITE_BLOCKS) for variant in names.EFFICIENTNET_LITE),
+    Backbone(_build_squeezenet, _caffe, r"fire\d+"),
+    Backbone(_application(keras.applications.ResNet50), _caffe, r"conv\d_block\d+"),
     # EfficientNetV2 and MobileNetV3 rescale 0..255 input inside the network.
-    "efficientnetv2-b0": Backbone(
-        _application(keras.applications.EfficientNetV2B0, include_preprocessing=True), _identity, r"block\d+[a-z]"
-    ),
-    "mobilenetv3-large": Backbone(
-        _application(keras.applications.MobileNetV3Large, include_preprocessing=True), _identity, r"expanded_conv_\d+"
-    ),
-    "mobilenetv3-small": Backbone(
-        _application(keras.applications.MobileNetV3Small, include_preprocessing=True), _identity, r"expanded_conv_\d+"
-    ),
-}
+    Backbone(_application(keras.applications.EfficientNetV2B0, include_preprocessing=True), _identity,
+             r"block\d+[a-z]"),
+    Backbone(_application(keras.applications.MobileNetV3Large, include_preprocessing=True), _identity,
+             r"expanded_conv_\d+"),
+    Backbone(_application(keras.applications.MobileNetV3Small, include_preprocessing=True), _identity,
+             r"expanded_conv_\d+"),
+), strict=True))
 
 
 @keras.saving.register_keras_serializable("captioner")
@@ -176,7 +170,7 @@ class CNNEncoder(keras.layers.Layer):
     stores when those blocks are fine-tuned with the decoder (see `EncoderHead`).
     """
 
-    def __init__(self, backbone=DEFAULT_BACKBONE, weights="imagenet", image_size=224, trainable_blocks=0,
+    def __init__(self, backbone=names.DEFAULT_BACKBONE, weights="imagenet", image_size=224, trainable_blocks=0,
                  exclude_top=0, output_layer=None, **kwargs):
         super().__init__(**kwargs)
         if backbone not in BACKBONES:
@@ -259,7 +253,7 @@ class EncoderHead(keras.layers.Layer):
     (B, L', C') from `CNNEncoder(exclude_top=blocks)` → (B, L, C). Starts from the pretrained weights when
     `weights="imagenet"`; a saved model restores its own."""
 
-    def __init__(self, backbone=DEFAULT_BACKBONE, blocks=1, image_size=224, weights=None, output_layer=None,
+    def __init__(self, backbone=names.DEFAULT_BACKBONE, blocks=1, image_size=224, weights=None, output_layer=None,
                  **kwargs):
         super().__init__(**kwargs)
         self.backbone_name, self.blocks, self.image_size = backbone, blocks, image_size

@@ -10,9 +10,7 @@ from tqdm import tqdm
 
 from .api import Captioner
 from .data import Record
-from .metrics import score
-
-METRICS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
+from .metrics import METRICS, score
 
 
 def decode_records(captioner: Captioner, records: Sequence[Record], beam_size: int = 3, batch_size: int = 64,

@@ -179,4 +179,4 @@ def test_the_command_lines_choices_are_the_registries_names():
     assert names.ATTENTIONS == tuple(ATTENTIONS)
     assert names.SCORES == tuple(SCORES)
     assert names.BACKBONES == tuple(BACKBONES)
-    assert names.METEOR == METEOR_CHOICES
+    assert names.METEOR_METHODS == METEOR_CHOICES

@@ -46,13 +46,8 @@ class FeatureCache:
         self.encoder_id = encoder_id
         self.directory = Path(directory) / _digest([encoder_id.encode()])
         self._info_file = self.directory / "encoder.json"
-        self._feature_shape = self._read_feature_shape()
+        self._feature_shape = self._read_feature_shape()  # (L, C) of every entry; None while the cache is empty
         self._digests: dict[tuple[str, int, int], str] = {}
-
-    @property
-    def feature_shape(self) -> tuple[int, int] | None:
-        """(L, C) of every entry, or None while the cache is empty."""
-        return self._feature_shape
 
     def get(self, image: Path) -> np.ndarray | None:
         """The (L, C) float16 features of an image, or None without a valid entry.
