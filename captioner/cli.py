@@ -47,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     defaults = TrainConfig()
     for field in dataclasses.fields(TrainConfig):
         default = getattr(defaults, field.name)
-        kind = type(default) if default is not None else (int if field.name in ("val_images", "steps_per_epoch") else str)
+        kind = type(default) if default is not None else (int if field.type == "int | None" else str)
         kind = json.loads if field.name == "attention_options" else kind
         options = {"choices": TRAIN_CHOICES[field.name]} if field.name in TRAIN_CHOICES else {}
         about = {"attention_options": "a JSON object of the attention's own settings, e.g. '{\"gate\": true}' ",

@@ -55,8 +55,9 @@ class TrainConfig:
     steps_per_epoch: int | None = None  # batches per epoch (None: one pass over the data); dev is scored after each
     learning_rate: float = 1e-3
     clipnorm: float = 5.0
-    xla: bool = False  # compile the whole cross-entropy step on cached features with XLA. Slower on a CPU (52
-    # against 75 captions/s, soft, batch 64), where the default compiles only the attention score; for accelerators
+    # Compile the whole cross-entropy step on cached features with XLA, for accelerators: on a CPU XLA's code for the
+    # LSTM's matmuls is slower than TensorFlow's own kernels, so the default compiles only the attention score.
+    xla: bool = False
     select_by: str = "CIDEr"  # the dev score that picks the best model, decays the learning rate and stops early
     lr_decay: float = 0.5  # multiply the learning rate by this when the dev score stops improving
     lr_patience: int = 1

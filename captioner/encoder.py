@@ -192,6 +192,7 @@ class CNNEncoder(keras.layers.Layer):
         _, height, width, self.feature_dim = self.network.output.shape
         self.grid_shape = (height, width)
         self.unfreeze_top(trainable_blocks)
+        self.built = True  # the network is built from the settings: the layer needs no sample input
 
     @property
     def cache_id(self) -> str:
@@ -265,6 +266,7 @@ class EncoderHead(keras.layers.Layer):
         self.input_grid = tuple(trunk.output.shape[1:])  # (H', W', C')
         _, height, width, self.feature_dim = self.network.output.shape
         self.grid_shape = (height, width)
+        self.built = True  # the network is built from the settings: the layer needs no sample input
 
     def call(self, features, training=False):
         grid = self.network(ops.reshape(features, (-1, *self.input_grid)), training=training)  # (B, H, W, C)
