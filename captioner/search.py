@@ -1,36 +1,59 @@
-"""Greedy and beam search over `decoder.step`, batched across images and beams, each one compiled TensorFlow loop.
+"""One compiled decoding loop over `decoder.step`, batched across images and captions; samplers pick the words.
+
+Greedy, random and beam search differ only in their sampler (`captioner.samplers`): the loop, its bookkeeping and
+its XLA compilation are shared. XLA fuses each step's attention (add, tanh, dot over (B·K, L, A)) into one pass.
 
 Scores are length-normalised log-probabilities (the sum over the caption's tokens, `<end>` included, divided by
-their number). A beam that reaches `max_length` without `<end>` is returned like any other.
+their number). A caption that reaches `max_length` without `<end>` is returned like any other.
 
 No search writes `<pad>`, `<start>` or `<unk>`: they are not words of a caption, and one dropped from a caption
 after the search would shift every later word onto the attention map of the token before it.
 """
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol
 
-import keras
 import numpy as np
 import tensorflow as tf
+
+from .samplers import BeamSampler, GreedySampler, RandomSampler, Sampler
 
 PAD = 0  # the vocabulary's <pad>: what follows a caption's end
 
 
+class StepDecoder(Protocol):
+    """What search needs of a decoder (`captioner.decoder.AttentionLSTMDecoder` is one): N = B · K captions, K per
+    image, image-major."""
+
+    vocab_size: int  # V
+    feature_dim: int  # C
+
+    def start(self, features, copies: int = 1) -> tuple[Any, Any]:
+        """features (B, L, C) → (memory, state) for B · copies captions. Search passes memory back unread; state
+        is a nest of (N, ...) tensors whose rows it reorders within each image as beams trade places."""
+
+    def step(self, token, state, memory, sample_locations: bool = False) -> tuple[Any, Any, Any]:
+        """The previous words (N,) → output (N, E), the new state, and a glimpse whose `alpha` (N, L) is where
+        the decoder looked. `sample_locations`: a stochastic attention reads one location drawn from it."""
+
+    def logits(self, output) -> Any:
+        """output (N, E) → (N, V) unnormalised word scores."""
+
+
 class Decoded(NamedTuple):
-    """Search results for B images and K beams, best beam first."""
+    """Search results for B images and K captions each, in the sampler's order (beam search: best first)."""
 
     tokens: np.ndarray  # (B, K, T) word ids, 0 after the caption ends
-    scores: np.ndarray  # (B, K) length-normalised log-probabilities, descending
+    scores: np.ndarray  # (B, K) length-normalised log-probabilities
     lengths: np.ndarray  # (B, K) tokens per caption, <end> included
     alphas: np.ndarray  # (B, K, T, L) where the model looked for each token
 
 
 class Searcher:
-    """Decodes with one decoder; each (method, beam size) is traced once and reused for any batch size.
+    """Decodes with one decoder; the loop is traced once per (sampler, sample_locations) for any batch size.
 
     `unk`, the vocabulary's `<unk>`, is never written, nor are `<pad>` and `start`.
     """
 
-    def __init__(self, decoder, start: int, end: int, max_length: int = 25, unk: int | None = None):
+    def __init__(self, decoder: StepDecoder, start: int, end: int, max_length: int = 25, unk: int | None = None):
         self.decoder = decoder
         self.start = start
         self.end = end
@@ -40,86 +63,60 @@ class Searcher:
         self._compiled = {}
 
     def greedy(self, features) -> Decoded:
-        return self._run("greedy", self._greedy, features)
+        return self.search(features, GreedySampler())
 
     def beam(self, features, beam_size: int = 3) -> Decoded:
-        return self._run(beam_size, lambda f: self._beam(f, beam_size), features)
+        return self.search(features, BeamSampler(beam_size))
 
-    def _run(self, key, search, features) -> Decoded:
+    def search(self, features, sampler: Sampler) -> Decoded:
+        """features (B, L, C) → the sampler's K captions per image, as numpy arrays."""
+        return Decoded(*(np.asarray(part) for part in self.compiled(sampler)(tf.cast(features, tf.float32))))
+
+    def sample(self, features, copies, seed, sample_locations=False, temperature=1.0, top_k=None):
+        """`copies` captions per image of features (B, L, C), each word drawn from the model's distribution (see
+        `RandomSampler`), as tensors: tokens (B * copies, T), image-major, their lengths, and, with
+        `sample_locations` (hard attention), the location read for each word (B * copies, T), else None.
+        Self-critical training calls this inside its own traced step."""
+        sampler = RandomSampler(seed, copies, temperature, top_k)
+        tokens, _, lengths, alphas = self.compiled(sampler, sample_locations)(tf.cast(features, tf.float32))
+        steps, locations = tf.shape(tokens)[2], tf.shape(alphas)[3]
+        alphas = tf.reshape(alphas, [-1, steps, locations])  # (B * copies, T, L)
+        chosen = tf.argmax(alphas, axis=-1, output_type=tf.int32) if sample_locations else None
+        return tf.reshape(tokens, [-1, steps]), tf.reshape(lengths, [-1]), chosen
+
+    def compiled(self, sampler: Sampler, sample_locations: bool = False):
+        """The loop for one sampler, as an XLA-compiled function of features (B, L, C) float32."""
+        key = sampler, sample_locations
         if key not in self._compiled:
             signature = tf.TensorSpec((None, None, self.decoder.feature_dim), tf.float32)
-            # XLA fuses each step's attention (add, tanh, dot over (B·K, L, A)) into one pass: beam search runs
-            # 1.5x faster. Greedy search's growing TensorArrays do not compile.
-            self._compiled[key] = tf.function(search, input_signature=[signature], jit_compile=key != "greedy")
-        return Decoded(*(np.asarray(part) for part in self._compiled[key](tf.cast(features, tf.float32))))
+            self._compiled[key] = tf.function(lambda features: self._decode(features, sampler, sample_locations),
+                                              input_signature=[signature], jit_compile=True)
+        return self._compiled[key]
 
-    def _greedy(self, features):
-        return self.walk(features, lambda log_probs: tf.argmax(log_probs, axis=-1, output_type=tf.int32))
-
-    def sample(self, features, copies, seed, sample_locations=False):
-        """`copies` captions per image of features (B, L, C), each word drawn from the model's distribution, as
-        tensors: tokens (B * copies, T), image-major, their lengths, and, with `sample_locations` (hard attention),
-        the location read for each word (B * copies, T), else None. Self-critical training calls this inside its
-        own traced step."""
-        tokens, _, lengths, alphas = self.walk(
-            features, lambda log_probs: tf.cast(keras.random.categorical(log_probs, 1, seed=seed)[:, 0], tf.int32),
-            copies, sample_locations)
-        locations = tf.argmax(alphas[:, 0], axis=-1, output_type=tf.int32) if sample_locations else None
-        return tokens[:, 0], lengths[:, 0], locations
-
-    def walk(self, features, choose, copies=1, sample_locations=False):
-        """Greedy decoding's loop, one word per step picked by `choose(log_probs (B, V)) -> (B,)`."""
-        memory, state = self.decoder.start(features, copies)
-        batch = tf.shape(features)[0] * copies
-        token = tf.fill([batch], self.start)
-        done = tf.zeros([batch], tf.bool)
-        total = tf.zeros([batch])
-        length = tf.zeros([batch], tf.int32)
-        words = tf.TensorArray(tf.int32, size=0, dynamic_size=True)
-        alphas = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
-        for t in tf.range(self.max_length):
-            if tf.reduce_all(done):
-                break
-            log_probs, state, alpha = self._step(token, state, memory, sample_locations)  # (B, V)
-            token = choose(log_probs)
-            total += tf.where(done, 0.0, tf.gather(log_probs, token, batch_dims=1))
-            length += tf.cast(~done, tf.int32)
-            words = words.write(t, tf.where(done, 0, token))
-            alphas = alphas.write(t, tf.where(done[:, None], 0.0, alpha))
-            done |= tf.equal(token, self.end)
-        steps = words.size()
-        tokens = _pad_time(tf.transpose(words.stack()), steps, self.max_length)[:, None]  # (B, 1, T)
-        alpha = _pad_time(tf.transpose(alphas.stack(), [1, 0, 2]), steps, self.max_length)[:, None]  # (B, 1, T, L)
-        lengths = length[:, None]
-        return tokens, (total / tf.cast(length, tf.float32))[:, None], lengths, alpha
-
-    def _beam(self, features, beam_size):
+    def _decode(self, features, sampler, sample_locations):
         batch, locations = tf.shape(features)[0], tf.shape(features)[1]
-        k, steps = beam_size, self.max_length
+        k, steps, vocab = sampler.width, self.max_length, self.decoder.vocab_size
         memory, state = self.decoder.start(features, k)
-        vocab = self.decoder.vocab_size
-        # Only the first beam is alive at the start, so the first step picks K different words.
-        scores = tf.tile(tf.constant([0.0] + [-np.inf] * (k - 1))[None], [batch, 1])  # (B, K)
+        scores = sampler.initial_scores(batch)  # (B, K)
         done = tf.zeros([batch, k], tf.bool)
         length = tf.zeros([batch, k], tf.int32)
-        # Each step's words, parents and attention are written once, in the order the beams had then, and the
-        # finished beams are traced back through their parents at the end: reordering the whole history at every
-        # step would cost O(T^2). Steps not taken keep word 0, no attention, and each beam its own parent.
+        # Each step's words, parents and attention are written once, in the order the slots had then, and the
+        # final captions are traced back through their parents at the end: reordering the whole history at every
+        # step would cost O(T^2). Steps not taken keep word 0, no attention, and each slot its own parent.
         words = tf.zeros([steps, batch, k], tf.int32)
         parents = tf.tile(tf.range(k)[None, None], [steps, batch, 1])  # (T, B, K)
         alphas = tf.zeros([steps, batch, k, locations])
         token = tf.fill([batch * k], self.start)
-        # A finished beam may only extend with <pad> (id 0) at no cost, so it keeps its score and slot.
+        # A finished caption may only extend with <pad> (id 0) at no cost, so it keeps its score and slot.
         finished_row = tf.concat([[0.0], tf.fill([vocab - 1], -np.inf)], 0)  # (V,)
         for t in tf.range(steps):
             if tf.reduce_all(done):
                 break
-            log_probs, state, alpha = self._step(token, state, memory)
+            log_probs, state, alpha = self._step(token, state, memory, sample_locations)
             log_probs = tf.where(done[..., None], finished_row, tf.reshape(log_probs, [batch, k, vocab]))  # (B, K, V)
-            scores, best = tf.math.top_k(tf.reshape(scores[..., None] + log_probs, [batch, k * vocab]), k)
-            parent, word = best // vocab, best % vocab  # (B, K)
+            scores, parent, word = sampler.choose(scores, log_probs)  # (B, K) each
 
-            rows = tf.reshape(parent + tf.range(batch)[:, None] * k, [-1])  # (B*K,) into the flat beams
+            rows = tf.reshape(parent + tf.range(batch)[:, None] * k, [-1])  # (B*K,) into the flat captions
             state = tf.nest.map_structure(lambda s: tf.gather(s, rows), state)
             was_done = _reorder(done, parent)
             alpha = tf.where(done[..., None], 0.0, tf.reshape(alpha, [batch, k, locations]))  # (B, K, L)
@@ -130,14 +127,14 @@ class Searcher:
             done = was_done | tf.equal(word, self.end)
             token = tf.reshape(word, [-1])
         normalised = scores / tf.cast(tf.maximum(length, 1), tf.float32)
-        normalised, order = tf.math.top_k(normalised, k)
-        # came_from[t]: the slot, at step t, of the beam each final beam extended then; its slot at step t is
+        order = sampler.order(normalised)  # (B, K)
+        # came_from[t]: the slot, at step t, of the caption each final one extended then; its slot at step t is
         # came_from[t + 1] (the final order after the last step).
         came_from = tf.scan(lambda after, parent: _reorder(parent, after), parents, initializer=order, reverse=True)
         slots = tf.concat([came_from[1:], order[None]], 0)  # (T, B, K)
         tokens = tf.transpose(tf.gather(words, slots, batch_dims=2), [1, 2, 0])  # (B, K, T)
         alphas = tf.transpose(tf.gather(alphas, came_from, batch_dims=2), [1, 2, 0, 3])  # (B, K, T, L)
-        return tokens, normalised, _reorder(length, order), alphas
+        return tokens, _reorder(normalised, order), _reorder(length, order), alphas
 
     def _step(self, token, state, memory, sample_locations=False):
         """One word of N captions: log-probabilities (N, V), -inf for the tokens never written (the others keep
@@ -152,11 +149,5 @@ def _write(history, t, value):
 
 
 def _reorder(tensor, index):
-    """Per-image gather along the beam axis: (B, K, ...) by index (B, K)."""
+    """Per-image gather along the caption axis: (B, K, ...) by index (B, K)."""
     return tf.gather(tensor, index, batch_dims=1)
-
-
-def _pad_time(tensor, steps, max_length):
-    """Pads axis 1 (time) of a stacked TensorArray from `steps` to `max_length` so every batch has one shape."""
-    padding = [[0, 0], [0, max_length - steps]] + [[0, 0]] * (len(tensor.shape) - 2)
-    return tf.pad(tensor, padding)

@@ -1,11 +1,15 @@
 """Greedy, sampling and beam search: batched, consistent with each other, bounded, and writing words only."""
+from dataclasses import dataclass
+
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from captioner.api import Captioner
 from captioner.attention import ATTENTIONS
 from captioner.model import show_attend_tell
+from captioner.samplers import BeamSampler, GreedySampler, RandomSampler, Sampler
 from captioner.search import Searcher
 from captioner.self_critical import SelfCritical
 from captioner.vocab import SPECIALS, Vocabulary
@@ -172,3 +176,63 @@ def test_captioning_and_self_critical_sampling_never_say_unk():
     assert not any("<unk>" in caption.words for caption in captions)
     tokens, _, _ = SelfCritical(model.decoder, vocabulary(), [["word4 word5"]], max_length=6, seed=0).sample(features())
     assert UNK not in np.asarray(tokens)
+
+
+@pytest.mark.parametrize("sampler, kind, sample_locations", [
+    (GreedySampler(), "soft", False),
+    (BeamSampler(3), "local-global", False),
+    (RandomSampler(keras.random.SeedGenerator(0), width=2, temperature=0.7, top_k=5), "hard", True),
+], ids=["greedy", "beam", "random"])
+def test_every_sampler_runs_in_one_xla_compiled_loop(sampler, kind, sample_locations):
+    searcher = Searcher(decoder(kind), START, END, max_length=5)
+    loop = searcher.compiled(sampler, sample_locations)
+    hlo = loop.experimental_get_compiler_ir(tf.constant(features(2)))(stage="hlo")
+    assert "while" in hlo
+    tokens, scores, lengths, alphas = loop(features(2))
+    assert tokens.shape == (2, sampler.width, 5) and alphas.shape == (2, sampler.width, 5, GRID[0] * GRID[1])
+
+
+@pytest.mark.parametrize("options", [{"top_k": 1}, {"temperature": 1e-6}], ids=["top-1", "temperature-0"])
+def test_sampling_from_the_likeliest_word_only_is_greedy(options):
+    searcher = Searcher(decoder(seed=3), START, END, max_length=8, unk=UNK)
+    favour(searcher.decoder, END, 0.5)  # captions end at different lengths
+    greedy = searcher.greedy(features())
+    tokens, lengths, _ = searcher.sample(features(), 3, keras.random.SeedGenerator(0), **options)
+    np.testing.assert_array_equal(np.asarray(tokens), np.repeat(greedy.tokens[:, 0], 3, axis=0))
+    np.testing.assert_array_equal(np.asarray(lengths), np.repeat(greedy.lengths[:, 0], 3))
+
+
+def test_sampling_is_reproducible_from_its_streams_states():
+    """What self-critical training's exact resume relies on: the same stream states draw the same words and, with
+    hard attention, the same locations; drawn again from where the streams moved to, they differ."""
+    searcher = Searcher(decoder("hard"), START, END, max_length=6)
+    seed = keras.random.SeedGenerator(4)
+    streams = [seed, searcher.decoder.attention.seed_generator]
+    states = [np.array(stream.state) for stream in streams]
+    first = [np.asarray(part) for part in searcher.sample(features(), 3, seed, sample_locations=True, top_k=10)]
+    then = [np.asarray(part) for part in searcher.sample(features(), 3, seed, sample_locations=True, top_k=10)]
+    for stream, state in zip(streams, states):
+        stream.state.assign(state)
+    again = [np.asarray(part) for part in searcher.sample(features(), 3, seed, sample_locations=True, top_k=10)]
+    for drawn, redrawn in zip(first, again):
+        np.testing.assert_array_equal(drawn, redrawn)
+    assert not np.array_equal(first[0], then[0]) and not np.array_equal(first[2], then[2])
+
+
+@dataclass(frozen=True)
+class LeastLikely(Sampler):
+    """A strategy the loop does not know: the least likely word it may say."""
+
+    def next_token(self, log_probs):
+        return tf.argmin(tf.where(tf.math.is_inf(log_probs), np.inf, log_probs), axis=-1, output_type=tf.int32)
+
+
+def test_a_new_sampler_plugs_into_the_loop():
+    searcher = Searcher(decoder(), START, END, max_length=6, unk=UNK)
+    found = searcher.search(features(), LeastLikely())
+    logits, _ = searcher.decoder(features(), np.full((5, 1), START))
+    first = np.where(np.isin(np.arange(VOCAB), [PAD, START, UNK]), np.inf, np.asarray(logits)[:, 0]).argmin(-1)
+    np.testing.assert_array_equal(found.tokens[:, 0, 0], first)
+    said = found.tokens[:, 0][np.arange(6) < found.lengths[:, :1]]
+    assert not np.isin(said, [PAD, START, UNK]).any()
+    assert np.all(np.isfinite(found.scores))
