@@ -1,6 +1,6 @@
-"""The names of the registries that live in modules slow to import (Keras, nltk, the tokenizer's tables).
+"""The names that key the registries living in modules slow to import (Keras, nltk, the tokenizer's tables).
 
-Each of those registries is keyed by a tuple here, in its order, so every name is written once, here, and the
+Each of those registries is built from a tuple here, in its order, so every name is written once, here, and the
 command line offers and checks the choices before TensorFlow loads. Datasets (`captioner.data.READERS`) and
 training's objectives, strategies and vocabulary policies (`captioner.config`) are listed where they live: those
 modules load at once.
@@ -12,7 +12,7 @@ EFFICIENTNET_LITE = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-l
 # Keys captioner.encoder.BACKBONES.
 BACKBONES = (*EFFICIENTNET_LITE, "squeezenet", "resnet50", "efficientnetv2-b0", "mobilenetv3-large",
              "mobilenetv3-small")
-DEFAULT_BACKBONE = "efficientnet-lite2"
+DEFAULT_BACKBONE = "efficientnet-lite2"  # TrainConfig's and the encoder layers'
 # The METEOR implementations captioner.metrics can run, in the order "auto" tries them.
 METEOR_IMPLEMENTATIONS = ("coco", "nltk")
 METEOR_METHODS = ("auto", *METEOR_IMPLEMENTATIONS, "none")
