@@ -21,7 +21,7 @@ from PIL import Image
 from .atomic import atomic_file
 from .encoder import CNNEncoder
 from .heatmap import strip
-from .model import ShowAttendTell
+from .model import ShowAttendTell, word_log_probs
 from .preprocess import ImageError, load_image, to_array
 from .search import Decoded, Searcher
 from .vocab import Vocabulary
@@ -257,10 +257,10 @@ class Captioner:
         tokens = np.asarray([self.vocabulary.encode(text)])
         pixels = to_array(load_image(image), (self.image_size, self.image_size))
         outputs = self.model({"features": self.encode(pixels[None]), "tokens": tokens})
-        log_probs = tf.nn.log_softmax(outputs["logits"])[0].numpy()  # (T, V)
-        targets = tokens[0, 1:]
-        score = float(np.mean(log_probs[np.arange(len(targets)), targets]))
-        words = [self.vocabulary.words[i] for i in targets[:-1]]
+        targets = tokens[:, 1:]  # (1, T)
+        log_probs, _ = word_log_probs(outputs["logits"], targets)  # no padding in one caption
+        score = float(np.mean(log_probs))
+        words = [self.vocabulary.words[i] for i in targets[0, :-1]]
         alpha = np.asarray(outputs["alpha"])[0, : len(words)]
         return Caption(" ".join(words), words, score, alpha.reshape(len(words), *self.grid_shape))
 

@@ -54,6 +54,18 @@ class AttentionLSTMDecoder(layers.Layer):
         self.out_context.build((None, context_dim))
         self.vocabulary_projection.build((None, self.embedding_dim))
 
+    def weight_parts(self) -> dict[str, list]:
+        """Which of its weights play which part, by name: each of its own layers, but for its attention, which
+        says its own (`Attention.weight_parts`)."""
+        layers = (self.feature_norm, self.init_hidden, self.init_cell, self.embedding, self.lstm, self.out_hidden,
+                  self.out_context, self.vocabulary_projection)
+        return {layer.name: layer.weights for layer in layers}
+
+    def word_axes(self) -> dict[str, int]:
+        """Its weights indexed by word, by path, and the axis of each that runs over the vocabulary."""
+        projection = self.vocabulary_projection
+        return {self.embedding.embeddings.path: 0, projection.kernel.path: 1, projection.bias.path: 0}
+
     def start(self, features, copies=1):
         """Per-image work, once: normalised features, attention keys and the initial state, each then repeated
         for `copies` captions per image (image-major: B * copies rows)."""

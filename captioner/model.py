@@ -31,13 +31,20 @@ class ShowAttendTell(keras.Model):
         self.reward_baseline = self.add_weight(shape=(), initializer="zeros", trainable=False, name="reward_baseline")
         # The loss mixes in regularisers; cross-entropy per word alone is what tells how well captions are fit.
         self.xent_tracker = keras.metrics.Mean(name="xent")
-        # Set by training to fine-tune on a sequence-level reward instead (`captioner.self_critical`); not saved.
-        self.self_critical = None
         self.built = True  # every sublayer was built from its settings, so the model needs no sample input
 
     @property
     def attention(self):
         return self.decoder.attention
+
+    def weight_parts(self) -> dict[str, list]:
+        """Which of its weights play which part, by name, but for its attention's (`Attention.weight_parts`):
+        the decoder's layers, the encoder head and hard attention's reward baseline. Warm starts copy each part
+        into the part of the same name of another model (`captioner.training.warm_start`)."""
+        parts = self.decoder.weight_parts() | {"reward_baseline": [self.reward_baseline]}
+        if self.encoder_head is not None:
+            parts["encoder_head"] = self.encoder_head.weights
+        return parts
 
     def grid_features(self, features, training=False):
         """What the decoder attends to: the input features, through the fine-tuned encoder head if any."""
@@ -48,18 +55,14 @@ class ShowAttendTell(keras.Model):
         logits, glimpses = self.decoder(features, inputs["tokens"][:, :-1], training=training)
         return {"logits": logits, **glimpses._asdict()}
 
-    def train_step(self, data):
-        if self.self_critical is not None:
-            return self.self_critical.train_step(self, data)
-        return super().train_step(data)
-
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         y_pred = {key: ops.cast(value, "float32") for key, value in y_pred.items()}  # the loss in full precision
-        targets = x["tokens"][:, 1:]  # (B, T)
-        mask = ops.cast(ops.not_equal(targets, 0), "float32")  # <pad> is 0
-        log_probs = ops.log_softmax(y_pred["logits"], axis=-1)  # (B, T, V)
-        nll = -ops.squeeze(ops.take_along_axis(log_probs, targets[..., None], axis=-1), -1)  # (B, T)
-        xent = (1 - self.label_smoothing) * nll - self.label_smoothing * ops.mean(log_probs, axis=-1)
+        log_probs, mask = word_log_probs(y_pred["logits"], x["tokens"][:, 1:])  # (B, T)
+        nll = xent = -log_probs
+        if self.label_smoothing:  # part of the target is uniform, whose cross-entropy is −mean_v log p(v)
+            logits = y_pred["logits"]
+            uniform = ops.logsumexp(logits, axis=-1) - ops.mean(logits, axis=-1)  # (B, T)
+            xent = (1 - self.label_smoothing) * nll + self.label_smoothing * uniform
         coverage = ops.sum(y_pred["probs"] * mask[..., None], axis=1)  # (B, L)
         self.xent_tracker.update_state(ops.sum(nll * mask) / ops.sum(mask))
         per_caption = ops.sum(xent * mask, axis=1) + self.doubly_stochastic * ops.sum((1 - coverage) ** 2, axis=-1)
@@ -97,6 +100,15 @@ class ShowAttendTell(keras.Model):
             "entropy_weight": self.entropy_weight,
             "baseline_decay": self.baseline_decay,
         }
+
+
+def word_log_probs(logits, tokens):
+    """log p(word) of each of `tokens` (B, T) under `logits` (B, T, V), in full precision, and the mask of the
+    words that are not padding (<pad> is 0): (B, T) each. What the cross-entropy loss, self-critical training and
+    `Captioner.attend` read of a caption."""
+    log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)  # (B, T, V)
+    picked = ops.squeeze(ops.take_along_axis(log_probs, tokens[..., None], axis=-1), -1)  # (B, T)
+    return picked, ops.cast(ops.not_equal(tokens, 0), "float32")
 
 
 def across_replicas(value, reduction="sum"):

@@ -1,4 +1,4 @@
-"""Every attention kind and score keeps the contract `(features, hidden) -> (context, alpha)`."""
+"""Every attention kind and score keeps the contract `attend(features, hidden) -> Glimpse(context, alpha, ...)`."""
 import keras
 import numpy as np
 import pytest
@@ -9,7 +9,7 @@ from captioner.api import Captioner
 from captioner.attention import ATTENTIONS, SCORES, LocalGlobalAttention, make_attention
 from captioner.attention.contractions import Standardised, match, weighted_sum
 from captioner.model import show_attend_tell
-from captioner.train import transfer_weights
+from captioner.training import transfer_weights
 from captioner.vocab import Vocabulary
 
 GRID = (5, 6)
@@ -34,7 +34,8 @@ def inputs(seed=0, scale=1.0):
 def test_shapes_and_alpha_is_a_distribution(kind, score, training):
     layer = attention(kind, score)
     features, hidden = inputs()
-    context, alpha = (np.asarray(x) for x in layer(features, hidden, training=training))
+    glimpse = layer.attend(features, hidden, training=training)
+    context, alpha = np.asarray(glimpse.context), np.asarray(glimpse.alpha)
     assert context.shape == (B, layer.context_dim(C))
     assert alpha.shape == (B, L)
     assert np.all(alpha >= 0)
@@ -56,8 +57,8 @@ def test_equal_and_extreme_scores_give_no_nan(kind, scale):
 def test_precomputed_keys_give_the_same_result(kind):
     layer = attention(kind)
     features, hidden = inputs()
-    direct = layer(features, hidden)
-    cached = layer(features, hidden, keys=layer.project_keys(features))
+    direct = layer.attend(features, hidden)
+    cached = layer.attend(features, hidden, keys=layer.project_keys(features))
     for a, b in zip(direct, cached):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
 
@@ -116,6 +117,17 @@ def test_configs_saved_before_the_window_had_its_own_score_load_with_the_shared_
 def tiny_model(kind, vocabulary, **options):
     return show_attend_tell(len(vocabulary), C, GRID, attention=kind, attention_units=10, embedding_dim=8, units=H,
                             dropout=0.0, attention_options=options)
+
+
+@pytest.mark.parametrize("kind, options", [
+    ("soft", {}), ("hard", {"gate": True}), ("local-global", {}), ("local-global", {"shared_score": True})])
+def test_every_weight_plays_a_named_part_for_warm_starts(kind, options):
+    """The model's parts and its attention's cover every weight, each once: a layer added to the decoder or an
+    attention kind cannot be skipped by warm starts unnoticed."""
+    model = tiny_model(kind, Vocabulary.build(["a dog runs"], 1), **options)
+    parts = [*model.weight_parts().values(), *model.attention.weight_parts().values()]
+    named = [weight.path for part in parts for weight in part]
+    assert sorted(named) == sorted(weight.path for weight in model.weights)
 
 
 @pytest.mark.parametrize("kind, options", [
@@ -180,7 +192,8 @@ def test_the_shipped_local_global_model_captions_as_before_and_keeps_its_layout_
 def test_hard_context_is_one_of_the_feature_vectors(training):
     layer = attention("hard", expectation_rate=0.0, seed=1)
     features, hidden = inputs()
-    context, alpha = (np.asarray(x) for x in layer(features, hidden, training=training))
+    glimpse = layer.attend(features, hidden, training=training)
+    context, alpha = np.asarray(glimpse.context), np.asarray(glimpse.alpha)
     distances = np.abs(features - context[:, None]).max(-1)  # (B, L)
     assert np.all(distances.min(-1) < 1e-5)
     assert np.all(alpha.max(-1) == 1.0)

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from captioner.model import show_attend_tell
-from captioner.self_critical import SelfCritical
+from captioner.training import SelfCritical, SelfCriticalTrainer
 from captioner.vocab import SPECIALS, Vocabulary
 
 GRID, C, LENGTH = (2, 2), 8, 6
@@ -134,8 +134,9 @@ def same_step(strategy, objective) -> dict:
         with strategy.scope():
             model = tiny("hard", expectation_rate=1.0) if objective == "hard" else tiny()
             if objective == "self-critical":
-                model.self_critical = self_critical(model)
-                model.self_critical.sample = fixed_samples(model.self_critical.samples)
+                critic = self_critical(model)
+                critic.sample = fixed_samples(critic.samples)
+                model = SelfCriticalTrainer(model, critic)
             model.compile(optimizer=keras.optimizers.SGD(0.5))
         return model
 

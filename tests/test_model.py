@@ -129,7 +129,7 @@ def test_hard_self_critical_samples_locations_and_replays_them():
     """Hard attention stays hard in self-critical training: each sampled word comes with the location it read,
     the teacher-forced pass reads those same locations, and both log-probabilities are reinforced."""
     from captioner.search import Searcher
-    from captioner.self_critical import SelfCritical
+    from captioner.training import SelfCritical, SelfCriticalTrainer
     from captioner.vocab import Vocabulary
 
     keras.utils.set_random_seed(0)
@@ -150,11 +150,11 @@ def test_hard_self_critical_samples_locations_and_replays_them():
     sampled = SelfCritical(model.decoder, vocabulary, [["a dog runs"], ["a man rides a bike"]], samples=3,
                            max_length=6, seed=1)
     assert sampled.sample_locations
-    model.self_critical = sampled
-    model.compile(optimizer=keras.optimizers.SGD(1.0))
+    trainer = SelfCriticalTrainer(model, sampled)
+    trainer.compile(optimizer=keras.optimizers.SGD(1.0))
     before = [np.array(w) for w in model.attention.trainable_weights]
     batch = {"features": features, "image": np.array([0, 1], "int32")}
-    model.fit(tf.data.Dataset.from_tensors(batch), verbose=0)
+    trainer.fit(tf.data.Dataset.from_tensors(batch), verbose=0)
     moved = [np.abs(np.array(w) - b).max() for w, b in zip(model.attention.trainable_weights, before)]
     # The expected context or the argmax location would give the attention no gradient at all.
     assert moved and all(change > 0 for change in moved)

@@ -24,9 +24,8 @@ from captioner.encoder import EncoderHead
 from captioner.evaluate import METRICS
 from captioner.metrics import bleu
 from captioner.model import show_attend_tell
-from captioner.self_critical import SelfCritical
-from captioner.train import (FeatureStore, RunKeeper, build_model, caption_dataset, fine_tuning_config,
-                             transfer_weights, vocabulary_for)
+from captioner.training import (FeatureStore, RunKeeper, SelfCritical, build_model, caption_dataset,
+                                fine_tuning_config, transfer_weights, vocabulary_for)
 from captioner.vocab import Vocabulary
 from tiny_flickr8k import write_tiny_flickr8k
 
@@ -455,7 +454,7 @@ def test_learning_rate_decays_on_a_plateau_and_training_stops_early(data, cache,
         others = float(next(climbing))
         return {**{name: others for name in METRICS}, "METEOR": None, select_by: next(selecting)}, []
 
-    monkeypatch.setattr("captioner.train.evaluate", scripted)
+    monkeypatch.setattr("captioner.training.callbacks.evaluate", scripted)
     out = tmp_path / "run"
     args = train_args(data, out, cache, epochs=10, **{"lr-patience": 2, "lr-decay": 0.5, "early-stopping": 3,
                                                       "select-by": select_by})

@@ -1,4 +1,4 @@
-"""Attention kinds behind one contract: `(features, hidden) -> (context, alpha)`."""
+"""Attention kinds behind one contract: `attend(features, hidden) -> Glimpse(context, alpha, ...)` (see `base`)."""
 from .base import Attention, Glimpse
 from .hard import HardAttention
 from .local_global import LocalGlobalAttention

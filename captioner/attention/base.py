@@ -1,5 +1,5 @@
-"""The contract every attention kind keeps: `call(features, hidden) -> (context, alpha)`; and the random streams
-that stochastic layers draw from."""
+"""The contract every attention kind keeps: `attend(features, hidden) -> Glimpse(context, alpha, ...)`; and the random
+streams that stochastic layers draw from."""
 from typing import Any, NamedTuple
 
 import keras
@@ -17,7 +17,8 @@ class Glimpse(NamedTuple):
 
 
 class Attention(layers.Layer):
-    """features (B, L, C) and the decoder state h_{t-1} (B, H) → context (B, D) and alpha (B, L), a distribution.
+    """features (B, L, C) and the decoder state h_{t-1} (B, H) → Glimpse: context (B, D) and alpha (B, L), a
+    distribution.
 
     Subclasses split the work into `project_keys(features)`, once per image, and `attend(...)`, once per word;
     `keys=` lets the decoder pass the projected keys back in. The decoder's features are `Standardised`: attention
@@ -35,9 +36,14 @@ class Attention(layers.Layer):
     def context_dim(self, feature_dim: int) -> int:
         return feature_dim
 
-    def call(self, features, hidden, keys=None, training=False):
-        glimpse = self.attend(features, hidden, keys=keys, training=training)
-        return glimpse.context, glimpse.alpha
+    def weight_parts(self) -> dict[str, list]:
+        """Which of its weights play which part, by name (its score, its gate, ...). A warm start into another kind
+        copies each part into the part of the same name there; alike kinds copy every weight."""
+        raise NotImplementedError
+
+    def starting_parts(self) -> dict[str, list]:
+        """The parts its weights can start in another kind: those they play here, and any they would play there."""
+        return self.weight_parts()
 
 
 class ReplicaSeedGenerator(keras.random.SeedGenerator):

@@ -85,6 +85,18 @@ class LocalGlobalAttention(Attention):
         return Glimpse(ops.concatenate([overall_context, local_context], axis=-1), alpha, alpha,
                        ops.zeros_like(scores[:, 0]))
 
+    def weight_parts(self):
+        """The global half's parts (its score and gate), and the window's: its score (unless it reads the global
+        scores), its gate and its centre."""
+        own = {"local_score": self.local_scorer, "local_gate": self.local_gate, "centre_hidden": self.centre_hidden,
+               "centre": self.centre}
+        return self.global_attention.weight_parts() | {
+            name: layer.weights for name, layer in own.items() if layer is not None}
+
+    def starting_parts(self):
+        """A window without a score of its own reads the global scores: the global score then starts a local one."""
+        return self.global_attention.starting_parts() | self.weight_parts()
+
     def get_config(self):
         return {**super().get_config(), "grid_shape": self.grid_shape, "units": self.units,
                 "score": self.score_name, "window": self.window, "gate": self.use_gate,

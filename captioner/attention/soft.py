@@ -40,5 +40,13 @@ class SoftAttention(Attention):
         alpha = ops.softmax(self.scores(features, hidden, keys), axis=-1)
         return Glimpse(self.read(alpha, features, hidden), alpha, alpha, ops.zeros_like(alpha[:, 0]))
 
+    def weight_parts(self):
+        return {"score": self.scorer.weights} | ({"gate": self.gate.weights} if self.gate is not None else {})
+
+    def starting_parts(self):
+        """Its score also starts a local window's score: a window without a score of its own reads these scores,
+        so a local+global model started from them begins computing what this attention does."""
+        return self.weight_parts() | {"local_score": self.scorer.weights}
+
     def get_config(self):
         return {**super().get_config(), "units": self.units, "score": self.score_name, "gate": self.use_gate}
