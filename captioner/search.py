@@ -128,12 +128,7 @@ class Searcher:
             token = tf.reshape(word, [-1])
         normalised = scores / tf.cast(tf.maximum(length, 1), tf.float32)
         order = sampler.order(normalised)  # (B, K)
-        # came_from[t]: the slot, at step t, of the caption each final one extended then; its slot at step t is
-        # came_from[t + 1] (the final order after the last step).
-        came_from = tf.scan(lambda after, parent: _reorder(parent, after), parents, initializer=order, reverse=True)
-        slots = tf.concat([came_from[1:], order[None]], 0)  # (T, B, K)
-        tokens = tf.transpose(tf.gather(words, slots, batch_dims=2), [1, 2, 0])  # (B, K, T)
-        alphas = tf.transpose(tf.gather(alphas, came_from, batch_dims=2), [1, 2, 0, 3])  # (B, K, T, L)
+        tokens, alphas = _trace_back(words, alphas, parents, order)
         return tokens, _reorder(normalised, order), _reorder(length, order), alphas
 
     def _step(self, token, state, memory, sample_locations=False):
@@ -141,6 +136,17 @@ class Searcher:
         the model's own, not renormalised, so scores stay the model's), the new state and the attention (N, L)."""
         output, state, glimpse = self.decoder.step(token, state, memory, sample_locations=sample_locations)
         return tf.nn.log_softmax(self.decoder.logits(output)) + self._never, state, glimpse.alpha
+
+
+def _trace_back(words, alphas, parents, order):
+    """Each final caption's words (B, K, T) and attention (B, K, T, L), from the history written per step in the
+    slots' order then: words (T, B, K), alphas (T, B, K, L), parents (T, B, K); order (B, K) the final slots."""
+    # came_from[t]: the slot, at step t, of the caption each final one extended then; its slot at step t is
+    # came_from[t + 1] (the final order after the last step).
+    came_from = tf.scan(lambda after, parent: _reorder(parent, after), parents, initializer=order, reverse=True)
+    slots = tf.concat([came_from[1:], order[None]], 0)  # (T, B, K)
+    tokens = tf.transpose(tf.gather(words, slots, batch_dims=2), [1, 2, 0])  # (B, K, T)
+    return tokens, tf.transpose(tf.gather(alphas, came_from, batch_dims=2), [1, 2, 0, 3])  # (B, K, T, L)
 
 
 def _write(history, t, value):
