@@ -11,7 +11,7 @@ from captioner.attention import ATTENTIONS
 from captioner.model import show_attend_tell
 from captioner.samplers import BeamSampler, GreedySampler, RandomSampler, Sampler
 from captioner.search import Searcher
-from captioner.self_critical import SelfCritical
+from captioner.training import SelfCritical
 from captioner.vocab import SPECIALS, Vocabulary
 
 GRID, C, VOCAB = (3, 4), 16, 40
