@@ -105,7 +105,7 @@ class Workload:
     def training_model(self, attention: str, xla: bool = False) -> ShowAttendTell:
         """A model compiled as `captioner train` compiles it (its Adam, its objective), for `attention`."""
         from captioner.config import TrainConfig
-        from captioner.train import build_model
+        from captioner.training import build_model
 
         config = TrainConfig(attention=attention, xla=xla, **self.sizes)
         return build_model(config, self.vocabulary, self.grid_shape, self.feature_dim, None)

@@ -6,7 +6,8 @@ import os
 from importlib import import_module
 
 # TensorFlow turns its oneDNN kernels on by default only on CPUs with AVX512-VNNI, BF16 or AMX. On the others (this
-# project's AVX2 test machines among them) they still train 1.3x, encode images 1.4x and beam-search 1.1x faster.
+# project's AVX2 test machines among them) they still train, encode images and beam-search faster
+# (bench/README.md).
 # TensorFlow reads the switch once, as it loads, so it is set here, before any of our modules imports TensorFlow;
 # a value the user set stands.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")

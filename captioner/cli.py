@@ -117,7 +117,7 @@ def _caption(args) -> int:
 
 def _attend(args) -> int:
     from .api import Captioner
-    from .heatmap import save_png
+    from .png import save_png
     from .preprocess import ImageError
 
     captioner = Captioner.load(args.model) if args.model else Captioner.from_preset()
@@ -132,7 +132,7 @@ def _attend(args) -> int:
 
 
 def _train(args) -> int:
-    from .train import train
+    from .training import train
 
     given = {field.name for field in dataclasses.fields(TrainConfig)} & vars(args).keys()
     config = TrainConfig(**{name: getattr(args, name) for name in given})

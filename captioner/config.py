@@ -69,7 +69,7 @@ class TrainConfig:
     max_length: int = 25  # tokens decoded at most, for dev scores and self-critical samples; saved with the model
     # fine-tuning and scale
     init_from: str | None = None
-    vocab_policy: str = "keep"  # keep | extend | rebuild: see `captioner.train.vocabulary_for`
+    vocab_policy: str = "keep"  # keep | extend | rebuild: see `captioner.training.warm_start.vocabulary_for`
     strategy: str = "default"  # default | mirrored | multi-worker
 
     def __post_init__(self):

@@ -19,7 +19,6 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .atomic import atomic_file
-from .png import save_png  # noqa: F401  `captioner attend` (cli.py) imports it from here
 from .resample import resize_bicubic
 
 ALPHA, COLORMAP = 0.6, "inferno"  # how heat is laid over photos, here and in the gallery page

@@ -22,7 +22,7 @@ from PIL import Image
 import captioner
 from captioner.cli import main
 from captioner.data import read_dataset
-from captioner.train import RunKeeper
+from captioner.training import RunKeeper
 from test_train import CLI, TINY, TWO_LOGICAL_CPUS, free_port, read_log
 from tiny_flickr8k import write_coco_and_karpathy, write_tiny_flickr8k
 

@@ -1,11 +1,12 @@
 """Attention kinds behind one contract: `attend(features, hidden) -> Glimpse(context, alpha, ...)` (see `base`)."""
+from .. import names
 from .base import Attention, Glimpse
 from .hard import HardAttention
 from .local_global import LocalGlobalAttention
 from .scores import SCORES
 from .soft import SoftAttention
 
-ATTENTIONS = {"soft": SoftAttention, "hard": HardAttention, "local-global": LocalGlobalAttention}
+ATTENTIONS = dict(zip(names.ATTENTIONS, (SoftAttention, HardAttention, LocalGlobalAttention), strict=True))
 
 
 def kind_of(attention: Attention) -> str:

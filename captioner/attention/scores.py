@@ -7,6 +7,7 @@ import keras
 import tensorflow as tf
 from keras import layers, ops
 
+from .. import names
 from .contractions import match, project
 
 
@@ -37,8 +38,8 @@ class AdditiveScore(layers.Layer):
 
 
 # Compiled on its own: XLA makes the broadcast add, the tanh and the product with v one pass over (B, L, A), and
-# their gradient another, where TensorFlow runs five passes and materialises each (B, L, A) intermediate. Training
-# runs 1.15x faster; compiling more of the step (the LSTM's matmuls, the read) made it slower.
+# their gradient another, where TensorFlow runs five passes and materialises each (B, L, A) intermediate; compiling more of the
+# step (the LSTM's matmuls, the read) made training slower.
 @tf.function(jit_compile=True, reduce_retracing=True)
 def _additive(keys, query, energy_weights):
     """v·tanh(keys + query): keys (B, L, A), query (B, A), v (A,) → (B, L)."""
@@ -84,7 +85,7 @@ class DotScore(layers.Layer):
         return {**super().get_config(), "units": self.units}
 
 
-SCORES = {"additive": AdditiveScore, "general": GeneralScore, "dot": DotScore}
+SCORES = dict(zip(names.SCORES, (AdditiveScore, GeneralScore, DotScore), strict=True))
 
 
 def make_score(name: str, units: int) -> layers.Layer:

@@ -1,6 +1,8 @@
 """tf.distribute for training: the strategies `--strategy` names, and which process writes the run's files."""
 import tensorflow as tf
 
+from ..config import STRATEGIES
+
 
 class MultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
     """MultiWorkerMirroredStrategy with a `reduce` that takes what Keras's `fit` gives it, as MirroredStrategy's
@@ -17,8 +19,8 @@ class MultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
     """`mirrored`: the devices of this machine; `multi-worker`: several machines, described by TF_CONFIG."""
-    strategies = {"default": tf.distribute.get_strategy, "mirrored": tf.distribute.MirroredStrategy,
-                  "multi-worker": MultiWorkerStrategy}
+    strategies = dict(zip(STRATEGIES, (tf.distribute.get_strategy, tf.distribute.MirroredStrategy,
+                                       MultiWorkerStrategy), strict=True))
     if name not in strategies:
         raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(strategies)}")
     return strategies[name]()

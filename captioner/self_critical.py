@@ -1,1 +1,0 @@
-from .training.self_critical import SelfCritical  # noqa: F401  until tests/test_search.py imports it from there
