@@ -261,21 +261,16 @@ SOFT_RUN = ("captioner train --dataset flickr8k --data ../shared/data/flickr8k -
             "--epochs 5")
 RESUMED_SOFT_RUN = "captioner train --out runs/soft --resume"
 FLICKR8K = "captioner train --dataset flickr8k --data ../shared/data/flickr8k"
-ON_CIDER = "--objective self-critical --learning-rate 5e-5 --batch-size 16 --steps-per-epoch 60 --lr-patience 2"
 ON_CIDER_AND_BLEU = ("--objective self-critical --bleu-weight 1 --learning-rate 1e-4 --batch-size 16 "
                      "--steps-per-epoch 60 --lr-patience 2 --select-by BLEU-4")
-SOFT_SC_RUN = f"{FLICKR8K} --init-from runs/soft/best {ON_CIDER} --epochs 5 --out runs/soft-sc"
-SOFT_SCB_RUN = (f"{FLICKR8K} --init-from runs/soft-sc/best --objective self-critical --bleu-weight 1 "
-                "--learning-rate 5e-5 --batch-size 16 --steps-per-epoch 60 --lr-patience 2 --epochs 6 "
-                "--out runs/soft-scb")
-SOFT_SCB2_RUN = f"{FLICKR8K} --init-from runs/soft-scb/best {ON_CIDER_AND_BLEU} --epochs 2 --out runs/soft-scb2"
-HARD_RUN = (f"{FLICKR8K} --attention hard "
-            """--attention-options '{"gate": true, "inference": "expectation"}' --init-from runs/soft-scb2/best """
-            "--learning-rate 2e-4 --epochs 1 --steps-per-epoch 250 --xla --out runs/hard")
-HARD_SC_RUN = f"{FLICKR8K} --init-from runs/hard/best {ON_CIDER_AND_BLEU} --epochs 4 --out runs/hard-sc"
-trains_from_soft, trains_from_soft_sc = trains_after(RESUMED_SOFT_RUN), trains_after(SOFT_SC_RUN)
-trains_from_soft_scb, trains_from_soft_scb2 = trains_after(SOFT_SCB_RUN), trains_after(SOFT_SCB2_RUN)
-trains_from_hard, trains_from_hard_sc = trains_after(HARD_RUN), trains_after(HARD_SC_RUN)
+LITE_SOFT_XE_RUN = f"{FLICKR8K} --epochs 6 --steps-per-epoch 250 --early-stopping 10 --out runs/lite-soft-xe"
+LITE_SOFT_SC_RUN = (f"{FLICKR8K} --init-from runs/lite-soft-xe/best {ON_CIDER_AND_BLEU} --epochs 17 --early-stopping 6 "
+                    "--out runs/lite-soft-sc")
+LITE_HARD_SC_RUN = (f"{FLICKR8K} --attention hard "
+                    """--attention-options '{"gate": true, "inference": "expectation"}' """
+                    "--init-from runs/lite-soft-sc/best --objective self-critical --bleu-weight 1 --learning-rate 2e-5 --batch-size 16 --steps-per-epoch 60 "
+                    "--lr-patience 2 --select-by BLEU-4 --epochs 6 --early-stopping 4 --out runs/lite-hard-sc")
+trains_from_lite_soft_xe, trains_from_lite_soft_sc = trains_after(LITE_SOFT_XE_RUN), trains_after(LITE_SOFT_SC_RUN)
 COMMANDS = {
     "pip install -e . && captioner caption path/to/photos --out captions/": installs_and_captions,
     "apt-get install -y -qq default-jre-headless chromium chromium-driver && pip install -q -e '.[test,coco]' "
@@ -298,14 +293,9 @@ COMMANDS = {
     "captioner train --dataset flickr8k --data ../shared/data/flickr8k --strategy multi-worker "
     "--out runs/multi-worker": trains_on_two_local_workers,
     "python bench/run.py": benchmarks_quickly,
-    SOFT_SC_RUN: trains_from_soft,
-    SOFT_SCB_RUN: trains_from_soft_sc,
-    SOFT_SCB2_RUN: trains_from_soft_scb,
-    HARD_RUN: trains_from_soft_scb2,
-    HARD_SC_RUN: trains_from_hard,
-    f"{FLICKR8K} --init-from runs/hard-sc/best {ON_CIDER_AND_BLEU} --epochs 4 --out runs/hard-sc2": trains_from_hard_sc,
-    f"{FLICKR8K} --attention local-global --init-from runs/soft-scb2/best {ON_CIDER_AND_BLEU} --epochs 4 "
-    "--out runs/local-global-sc": trains_from_soft_scb2,
+    LITE_SOFT_XE_RUN: trains,
+    LITE_SOFT_SC_RUN: trains_from_lite_soft_xe,
+    LITE_HARD_SC_RUN: trains_from_lite_soft_sc,
     """from captioner import Captioner
 
 captioner = Captioner.from_preset()                # the best shipped model; or "flickr8k-soft", a folder, ...
@@ -315,8 +305,7 @@ caption.attention.shape                            # (words, 7, 7): where it loo
 captioner.heatmap("photo.jpg", caption).save("photo-attention.png")""": executes,
 }
 SLOW = {trains, trains_until_stopped, resumes, evaluates, trains_on_two_logical_cpus, trains_on_two_local_workers,
-        benchmarks_quickly, trains_from_soft, trains_from_soft_sc, trains_from_soft_scb, trains_from_soft_scb2,
-        trains_from_hard, trains_from_hard_sc}
+        benchmarks_quickly, trains_from_lite_soft_xe, trains_from_lite_soft_sc}
 
 
 def test_every_readme_command_is_exercised():
