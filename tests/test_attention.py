@@ -93,7 +93,7 @@ def test_the_narrowest_window_still_holds_a_cell_wherever_the_centre_falls():
 
 @pytest.mark.parametrize("score", SCORES)
 def test_the_local_window_and_the_global_read_each_have_their_own_score(score):
-    layer = attention("local-global", score)
+    layer = attention("local-global", score, merge="concatenate")  # the two reads side by side
     features, hidden = inputs()
     global_scorer, local_scorer = layer.global_attention.scorer, layer.local_scorer
     assert type(local_scorer) is type(global_scorer)
@@ -114,13 +114,42 @@ def test_configs_saved_before_the_window_had_its_own_score_load_with_the_shared_
     assert LocalGlobalAttention.from_config(old.get_config()).local_scorer is None
 
 
+def test_configs_saved_before_the_merge_setting_load_with_the_contexts_side_by_side():
+    config = attention("local-global").get_config()
+    assert config.pop("merge") == "sum"
+    old = LocalGlobalAttention.from_config(config)
+    assert old.merge == "concatenate" and old.context_dim(C) == 2 * C
+    assert LocalGlobalAttention.from_config(old.get_config()).merge == "concatenate"
+
+
+def test_the_summed_context_is_the_global_read_plus_the_scaled_local_one():
+    keras.utils.set_random_seed(3)
+    apart = attention("local-global", merge="concatenate")
+    summed = attention("local-global", merge="sum")
+    theirs = {weight.path: weight for weight in apart.weights}
+    for mine in summed.weights:
+        if mine is not summed.local_scale:
+            mine.assign(theirs[mine.path])
+    summed.local_scale.assign(0.25)
+    features, hidden = inputs()
+    both = np.asarray(apart.attend(features, hidden).context)
+    np.testing.assert_allclose(summed.attend(features, hidden).context, both[:, :C] + 0.25 * both[:, C:], atol=1e-5)
+    assert summed.context_dim(C) == C
+
+
+def test_an_unknown_merge_is_refused():
+    with pytest.raises(ValueError, match="merge must be one of sum, concatenate, not 'mean'"):
+        attention("local-global", merge="mean")
+
+
 def tiny_model(kind, vocabulary, **options):
     return show_attend_tell(len(vocabulary), C, GRID, attention=kind, attention_units=10, embedding_dim=8, units=H,
                             dropout=0.0, attention_options=options)
 
 
 @pytest.mark.parametrize("kind, options", [
-    ("soft", {}), ("hard", {"gate": True}), ("local-global", {}), ("local-global", {"shared_score": True})])
+    ("soft", {}), ("hard", {"gate": True}), ("local-global", {}), ("local-global", {"shared_score": True}),
+    ("local-global", {"merge": "concatenate"})])
 def test_every_weight_plays_a_named_part_for_warm_starts(kind, options):
     """The model's parts and its attention's cover every weight, each once: a layer added to the decoder or an
     attention kind cannot be skipped by warm starts unnoticed."""
@@ -134,7 +163,8 @@ def test_every_weight_plays_a_named_part_for_warm_starts(kind, options):
     ("soft", {}), ("hard", {"gate": True}), ("local-global", {"shared_score": True})])
 def test_a_warm_start_into_local_global_starts_its_local_score_from_the_global_one(kind, options):
     """From soft or hard attention, or from a local+global model whose window read the global scores: the new
-    window's score starts as that score, and an old local+global model's successor computes what it did."""
+    window's score starts as that score; a soft model's successor, whose local read enters at zero scale, and an
+    old local+global model's compute what they did."""
     keras.utils.set_random_seed(2)
     vocabulary = Vocabulary.build(["a dog runs on the grass", "a man rides a red bike"], 1)
     source, target = tiny_model(kind, vocabulary, **options), tiny_model("local-global", vocabulary)
@@ -146,7 +176,7 @@ def test_a_warm_start_into_local_global_starts_its_local_score_from_the_global_o
     for scorer in (target.attention.global_attention.scorer, target.attention.local_scorer):
         for mine, theirs in zip(scorer.weights, global_scorer.weights, strict=True):
             np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
-    if kind == "local-global":
+    if kind in ("soft", "local-global"):
         features, _ = inputs(seed=2)
         tokens = rng.integers(1, len(vocabulary), size=(B, 6))
         batch = {"features": features, "tokens": tokens}

@@ -41,6 +41,11 @@ class Attention(layers.Layer):
         copies each part into the part of the same name there; alike kinds copy every weight."""
         raise NotImplementedError
 
+    def entering_parts(self) -> dict[str, list]:
+        """Parts that scale something a source without them lacked: a warm start from such a source sets them to
+        zero, so the new model starts out computing what the source did."""
+        return {}
+
     def starting_parts(self) -> dict[str, list]:
         """The parts its weights can start in another kind: those they play here, and any they would play there."""
         return self.weight_parts()

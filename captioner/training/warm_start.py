@@ -55,15 +55,22 @@ def transfer_weights(source: ShowAttendTell, source_vocabulary: Vocabulary, targ
     """Copies every weight of `source` into the weight of `target` that plays its part (`matching_weights`).
 
     Of the word-indexed ones (`AttentionLSTMDecoder.word_axes`: embedding rows, output columns) only the words both vocabularies share are copied,
-    leaving the new words' fresh initialisation. A target weight that reads a wider input (local+global's LSTM
-    and deep output read a second context after the first) gets the source's rows first and zeros after, so
-    the new model starts out computing what the source did.
+    leaving the new words' fresh initialisation. A target weight that reads a wider input (a concatenating
+    local+global's LSTM and deep output read a second context after the first) gets the source's rows first and
+    zeros after, and the parts the target's attention says enter anew (`Attention.entering_parts`) start at zero,
+    so the new model starts out computing what the source did.
     """
+    pairs = matching_weights(source, target)
+    copied = {id(mine) for mine, _ in pairs}
+    for part in target.attention.entering_parts().values():
+        for weight in part:
+            if id(weight) not in copied:
+                weight.assign(np.zeros(weight.shape, weight.dtype))
     source_ids = {word: i for i, word in enumerate(source_vocabulary.words)}
     shared = [(i, source_ids[word]) for i, word in enumerate(target_vocabulary.words) if word in source_ids]
     to_rows, from_rows = (np.asarray(ids) for ids in zip(*shared))
     word_axes = target.decoder.word_axes()
-    for mine, theirs in matching_weights(source, target):
+    for mine, theirs in pairs:
         value = theirs.numpy()
         axis = word_axes.get(mine.path)
         if axis is not None:
